@@ -1,0 +1,112 @@
+"""Unpack the dataset archive safely and find the dataset inside a folder."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import zipfile
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+
+from etf_assets.atomic_dir import new_pending, publish
+from etf_assets.constants import (
+    MAX_ARCHIVE_MEMBERS,
+    MAX_UNPACK_RATIO,
+    MAX_UNPACKED_BYTES,
+    META_FILE,
+    PRICE_DIRS,
+)
+
+# Tiny archives legitimately unpack to many times their size (a few header-only files).
+_RATIO_ALLOWANCE_BYTES = 10 * 1024**2
+_EXTRACT_THREADS = 2  # zlib releases the GIL, so two threads use both cores
+
+
+class ArchiveError(ValueError):
+    """The archive is corrupt, unsafe, or not the stock-market dataset."""
+
+
+def _unsafe_member_reason(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path"
+    if ".." in parts:
+        return "climbs out of the target folder with '..'"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    return None
+
+
+def check_archive(archive: Path) -> list[zipfile.ZipInfo]:
+    """Return the archive's file members, or raise ArchiveError naming what is wrong."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArchiveError(f"{archive} is not a readable zip archive (corrupt or truncated): {exc}") from exc
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        raise ArchiveError(f"{archive} has {len(infos)} members, more than {MAX_ARCHIVE_MEMBERS}")
+    for info in infos:
+        if reason := _unsafe_member_reason(info):
+            raise ArchiveError(f"{archive}: member {info.filename!r} {reason}; refusing to extract")
+    unpacked = sum(info.file_size for info in infos)
+    packed = archive.stat().st_size
+    if unpacked > MAX_UNPACKED_BYTES or unpacked > MAX_UNPACK_RATIO * packed + _RATIO_ALLOWANCE_BYTES:
+        raise ArchiveError(
+            f"{archive} would unpack to {unpacked:,} bytes from {packed:,}: "
+            f"more than {MAX_UNPACK_RATIO}x its size or {MAX_UNPACKED_BYTES:,} bytes (a zip bomb?)"
+        )
+    return [info for info in infos if not info.is_dir()]
+
+
+def _extract_members(archive: Path, members: list[zipfile.ZipInfo], target: Path) -> None:
+    root = target.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for info in members:
+            dest = (target / info.filename.replace("\\", "/")).resolve()
+            if not dest.is_relative_to(root):
+                raise ArchiveError(f"{archive}: member {info.filename!r} resolves outside {target}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(dest, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def safe_extract(
+    archive: Path, target: Path, validate: Callable[[Path], object] | None = None
+) -> None:
+    """Unpack `archive` into `target`, replacing it only once everything unpacked cleanly and
+    `validate(unpacked folder)` raised nothing."""
+    members = check_archive(archive)
+    pending = new_pending(target)
+    try:
+        chunks = [members[i::_EXTRACT_THREADS] for i in range(_EXTRACT_THREADS)]
+        with ThreadPoolExecutor(_EXTRACT_THREADS) as pool:
+            for done in [pool.submit(_extract_members, archive, chunk, pending) for chunk in chunks]:
+                done.result()
+        if validate is not None:
+            validate(pending)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        shutil.rmtree(pending, ignore_errors=True)
+        raise ArchiveError(f"{archive} is corrupt: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(pending, ignore_errors=True)
+        raise
+    publish(pending, target)
+
+
+def find_dataset_root(folder: Path) -> Path:
+    """The folder holding `symbols_valid_meta.csv`: `folder` itself or one level below it."""
+    candidates = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []
+    for candidate in candidates:
+        if (candidate / META_FILE).is_file():
+            return candidate
+    raise ArchiveError(
+        f"{META_FILE} is missing: not found in {folder} or the folders directly under it"
+    )
+
+
+def count_price_files(root: Path) -> int:
+    return sum(1 for folder in PRICE_DIRS for _ in (root / folder).glob("*.csv"))

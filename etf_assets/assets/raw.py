@@ -1,0 +1,38 @@
+"""Stage 0: the dataset archive."""
+
+import dagster as dg
+
+from etf_assets.archive import ArchiveError, count_price_files
+from etf_assets.constants import RAW_ZIP
+from etf_assets.manifest import write_manifest
+from etf_assets.resources import EtfSettings
+from etf_assets.sources import KaggleError, fetch_dataset
+from etf_assets.symbols_meta import MetaFileError
+
+
+@dg.asset(name=RAW_ZIP, group_name="ingest", kinds={"python", "file"})
+def raw_zip(context: dg.AssetExecutionContext, settings: EtfSettings) -> dg.MaterializeResult:
+    """The `jacksoncrow/stock-market-dataset` archive, unpacked and checked.
+
+    The source is `ETF_SOURCE`: `kaggle` (needs Kaggle credentials), a path to a zip or an
+    unpacked folder, `sample` (a generated, deterministic ~50-symbol archive), or `auto` (Kaggle
+    when credentials exist, else the sample). A corrupt or unsafe archive, or one without a valid
+    `symbols_valid_meta.csv`, fails here and changes nothing downstream.
+    """
+    try:
+        fetched = fetch_dataset(settings.source, settings.raw_dir)
+    except (ArchiveError, KaggleError, MetaFileError) as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    write_manifest(settings.manifest_path, fetched)
+    files = count_price_files(fetched.root)
+    context.log.info(f"dataset from {fetched.kind} ({fetched.origin}): {files} price files")
+    metadata = {
+        "source": fetched.kind,
+        "source_setting": fetched.origin,
+        "dataset_dir": dg.MetadataValue.path(str(fetched.root)),
+        "price_files": files,
+    }
+    if fetched.archive is not None:
+        metadata["archive"] = dg.MetadataValue.path(str(fetched.archive))
+        metadata["archive_bytes"] = fetched.archive.stat().st_size
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,98 @@
+"""Stage 1: the archive loaded into DuckDB (`price_volume_table`, `symbol_table`) and Parquet."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from etf_assets import sql
+from etf_assets.constants import PRICE_VOLUME_TABLE, REJECTED_ROWS_TABLE, SYMBOL_TABLE, META_FILE
+from etf_assets.load_prices import load_prices
+from etf_assets.manifest import dataset_root
+from etf_assets.metadata import query_markdown, table_metadata
+from etf_assets.partitions import sync_symbol_partitions
+from etf_assets.resources import EtfSettings
+from etf_assets.symbols_meta import read_symbols_meta, register_symbols_meta
+
+# DuckDB allows one writing process per file: every asset that writes the warehouse shares this.
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+@dg.asset(
+    name=PRICE_VOLUME_TABLE,
+    deps=["raw_zip"],
+    group_name="ingest",
+    kinds={"duckdb", "parquet"},
+    pool=WAREHOUSE_POOL,
+)
+def price_volume_table(
+    context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
+    """Every daily row of every price file, under its file's symbol, with its security name.
+
+    Rows that break the schema go to the `rejected_rows` table with file, line and reason; rows
+    with a date and no values are skipped and counted. Also written as Parquet stage 1
+    (`$ETF_DATA_DIR/parquet/prices/`) with the problem statement's column names.
+    """
+    root = dataset_root(settings.manifest_path)
+    with duckdb.get_connection() as con:
+        report = load_prices(con, root, settings.prices_stage)
+        rejected_preview = query_markdown(
+            con, f"SELECT * FROM {REJECTED_ROWS_TABLE} ORDER BY file, line_number LIMIT 20"
+        )
+        metadata = table_metadata(con, PRICE_VOLUME_TABLE)
+    context.log.info(
+        f"loaded {report.rows_loaded:,} rows of {report.symbols_with_rows:,} symbols; "
+        f"rejected {report.rows_rejected:,} rows and {report.files_rejected:,} files; "
+        f"skipped {report.blank_rows_skipped:,} blank rows"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "symbols": report.symbols_with_rows,
+            "files": report.files,
+            "files_rejected": report.files_rejected,
+            "rows_in_archive": report.rows_in_archive,
+            "rows_rejected": report.rows_rejected,
+            "blank_rows_skipped": report.blank_rows_skipped,
+            "meta_rows_rejected": report.meta_rows_rejected,
+            "files_without_meta": len(report.files_without_meta),
+            "rejected_rows": dg.MetadataValue.md(rejected_preview),
+            "parquet_stage": dg.MetadataValue.path(str(settings.prices_stage)),
+        }
+    )
+
+
+@dg.asset(
+    name=SYMBOL_TABLE,
+    deps=[PRICE_VOLUME_TABLE],
+    group_name="ingest",
+    kinds={"duckdb"},
+    pool=WAREHOUSE_POOL,
+)
+def symbol_table(
+    context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
+    """One row per symbol of `symbols_valid_meta.csv` (`symbol` = NASDAQ Symbol, the file name;
+    `listing_symbol` = the meta Symbol, which is not unique) with its price coverage.
+
+    Registers the `symbols` partitions of `features_table`: one key per symbol that has rows.
+    """
+    meta = read_symbols_meta(dataset_root(settings.manifest_path) / META_FILE)
+    with duckdb.get_connection() as con:
+        register_symbols_meta(con, meta)
+        con.execute(sql.load("create_symbol_table"))
+        symbols = {row[0] for row in con.execute(
+            f"SELECT DISTINCT symbol FROM {PRICE_VOLUME_TABLE}").fetchall()}
+        metadata = table_metadata(con, SYMBOL_TABLE)
+        without_rows = con.execute(f"SELECT count(*) FROM {SYMBOL_TABLE} WHERE price_rows = 0").fetchone()[0]
+    added, removed = sync_symbol_partitions(context.instance, symbols)
+    context.log.info(f"symbols partitions: {len(symbols)} keys ({added} added, {removed} removed)")
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "symbols_without_rows": without_rows,
+            "meta_rows_rejected": len(meta.rejected),
+            "partition_keys": len(symbols),
+            "partition_keys_added": added,
+            "partition_keys_removed": removed,
+        }
+    )

@@ -1,0 +1,208 @@
+"""Load the archive's price files into `price_volume_table`, `rejected_rows` and Parquet stage 1.
+
+One DuckDB pass reads every file as text and numbers its lines, so each rejected row can name its
+file and line; typing, blank-row skipping and duplicate detection are set-based SQL in `sql/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from etf_assets import sql
+from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER
+from etf_assets import parquet_stage
+from etf_assets.atomic_dir import publish
+from etf_assets.symbols_meta import Rejected, SymbolsMeta, read_symbols_meta, register_symbols_meta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PriceFile:
+    symbol: str  # the file name without its final ".csv"
+    archive_path: str  # e.g. "stocks/LGF.B.csv"
+    path: str
+
+
+@dataclass
+class LoadReport:
+    files: int = 0
+    files_rejected: int = 0
+    rows_in_archive: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    blank_rows_skipped: int = 0
+    symbols_with_rows: int = 0
+    meta_rows_rejected: int = 0
+    files_without_meta: list[str] = field(default_factory=list)
+
+
+class AccountingError(RuntimeError):
+    """Loaded + rejected + skipped rows do not add up to the rows read: a loader bug, never data."""
+
+
+def _header_problem(path: Path) -> str | None:
+    """Why a file cannot be read at all, judged from its first line, or None."""
+    with open(path, "rb") as fh:
+        first = fh.readline(4096)
+    if not first:
+        return "empty file: no header"
+    try:
+        header = first.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    if header != PRICE_HEADER:
+        return f'header is "{header[:80]}", expected "{PRICE_HEADER}"'
+    return None
+
+
+def list_price_files(root: Path) -> tuple[list[PriceFile], list[Rejected]]:
+    """Every readable `stocks/*.csv` and `etfs/*.csv`, and the files rejected whole.
+
+    A symbol seen twice keeps its first file; a file without the dataset's header is rejected.
+    """
+    files: list[PriceFile] = []
+    rejected: list[Rejected] = []
+    first_seen: dict[str, str] = {}
+    for folder in PRICE_DIRS:
+        for path in sorted((root / folder).glob("*.csv")):
+            symbol = path.name.removesuffix(".csv")
+            archive_path = f"{folder}/{path.name}"
+            if symbol in first_seen:
+                reason = f"symbol {symbol!r} already loaded from {first_seen[symbol]}"
+                rejected.append(Rejected(archive_path, None, reason))
+            elif problem := _header_problem(path):
+                rejected.append(Rejected(archive_path, None, problem))
+            else:
+                first_seen[symbol] = archive_path
+                files.append(PriceFile(symbol, archive_path, str(path)))
+    return files, rejected
+
+
+def _register_inputs(
+    con: duckdb.DuckDBPyConnection, files: list[PriceFile], meta: SymbolsMeta, rejected: list[Rejected]
+) -> None:
+    register_symbols_meta(con, meta)
+    con.execute(
+        sql.load("register_price_files"),
+        {
+            "symbol": [f.symbol for f in files],
+            "archive_path": [f.archive_path for f in files],
+            "path": [f.path for f in files],
+        },
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE other_rejections AS
+           SELECT unnest($file)::VARCHAR AS file, unnest($line_number)::BIGINT AS line_number,
+                  unnest($reason)::VARCHAR AS reason, unnest($content)::VARCHAR AS content""",
+        {
+            "file": [r.file for r in rejected],
+            "line_number": [r.line_number for r in rejected],
+            "reason": [r.reason for r in rejected],
+            "content": [r.content for r in rejected],
+        },
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    return con.execute(query).fetchone()[0]
+
+
+def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> LoadReport:
+    """Replace `price_volume_table` and `rejected_rows` from the unpacked archive at `root`.
+
+    The tables change in one transaction and the Parquet stage by a directory swap after it, so a
+    failure at any point leaves the previous tables and stage as they were.
+    """
+    meta = read_symbols_meta(root / META_FILE)
+    files, early_rejects = list_price_files(root)
+    log.info("reading %d price files under %s", len(files), root)
+    _register_inputs(con, files, meta, meta.rejected + early_rejects)
+    con.execute(sql.load("create_temp_macros"))
+
+    pending = None
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(sql.load("scan_price_files"), {"paths": [f.path for f in files]})
+        con.execute(sql.load("find_irregular_files"))
+        fast_rows = _count(con, "SELECT count(*) FROM price_volume_table")
+        irregular_rows = _reload_irregular_files(con)
+        con.execute(sql.load("create_rejected_rows"))
+        report = _report(con, len(files) + len(early_rejects), fast_rows - irregular_rows, meta)
+        pending = parquet_stage.write_pending(con, sql.load("copy_prices_stage"), stage_dir)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        if pending is not None:
+            shutil.rmtree(pending, ignore_errors=True)
+        raise
+    publish(pending, stage_dir)
+    return report
+
+
+def _reload_irregular_files(con: duckdb.DuckDBPyConnection) -> int:
+    """Replace the fast scan's rows of irregular files by the line-by-line path's; return how
+    many fast-scan rows were removed."""
+    paths = [
+        row[0]
+        for row in con.execute(
+            "SELECT path FROM price_files WHERE file_id IN (SELECT file_id FROM irregular_files)"
+        ).fetchall()
+    ]
+    log.info("%d files need the line-by-line path", len(paths))
+    removed = con.execute(
+        """DELETE FROM price_volume_table WHERE symbol IN (
+               SELECT symbol FROM price_files JOIN irregular_files USING (file_id))"""
+    ).fetchone()[0]
+    if paths:
+        con.execute(sql.load("stage_price_lines"), {"paths": paths})
+    else:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE price_lines (file_id BIGINT, line_number BIGINT, line VARCHAR)"
+        )
+    con.execute(sql.load("find_rejected_files"))
+    con.execute(sql.load("parse_price_lines"))
+    con.execute(sql.load("find_duplicate_dates"))
+    con.execute(sql.load("insert_line_parsed_prices"))
+    return removed
+
+
+def _report(
+    con: duckdb.DuckDBPyConnection, files: int, fast_rows: int, meta: SymbolsMeta
+) -> LoadReport:
+    report = LoadReport(
+        files=files,
+        files_rejected=_count(
+            con, f"SELECT count(*) FROM rejected_rows WHERE line_number IS NULL AND file <> '{META_FILE}'"
+        ),
+        rows_in_archive=fast_rows + _count(con, "SELECT count(*) FROM parsed_prices"),
+        rows_loaded=_count(con, "SELECT count(*) FROM price_volume_table"),
+        rows_rejected=_count(
+            con,
+            "SELECT count(*) FROM rejected_rows WHERE line_number IS NOT NULL "
+            f"AND file <> '{META_FILE}'",
+        ),
+        blank_rows_skipped=_count(con, "SELECT count(*) FROM parsed_prices WHERE is_blank"),
+        symbols_with_rows=_count(con, "SELECT count(DISTINCT symbol) FROM price_volume_table"),
+        meta_rows_rejected=len(meta.rejected),
+        files_without_meta=[
+            row[0]
+            for row in con.execute(
+                """SELECT archive_path FROM price_files
+                   WHERE symbol NOT IN (SELECT symbol FROM symbols_meta)
+                   ORDER BY archive_path"""
+            ).fetchall()
+        ],
+    )
+    accounted = report.rows_loaded + report.rows_rejected + report.blank_rows_skipped
+    if accounted != report.rows_in_archive:
+        raise AccountingError(
+            f"loaded {report.rows_loaded} + rejected {report.rows_rejected} + blank "
+            f"{report.blank_rows_skipped} = {accounted}, but the archive has {report.rows_in_archive} rows"
+        )
+    return report

@@ -1,0 +1,34 @@
+"""Materialization metadata a person can read in the UI: counts, schema and a short preview."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+
+
+def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def query_markdown(con: duckdb.DuckDBPyConnection, query: str, params: object = None) -> str:
+    """The result of a (small) query as a markdown table."""
+    result = con.execute(query, params)
+    return _markdown_table([d[0] for d in result.description], result.fetchall())
+
+
+def table_metadata(
+    con: duckdb.DuckDBPyConnection, table: str, preview_query: str | None = None
+) -> dict[str, object]:
+    """Row count, column schema and a five-row preview of `table` (a name from our constants)."""
+    schema = con.execute(f"DESCRIBE {table}").fetchall()
+    return {
+        "dagster/row_count": con.execute(f"SELECT count(*) FROM {table}").fetchone()[0],
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=row[0], type=row[1]) for row in schema]
+        ),
+        "preview": dg.MetadataValue.md(
+            query_markdown(con, preview_query or f"SELECT * FROM {table} LIMIT 5")
+        ),
+    }

@@ -1,0 +1,35 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="etf_assets",
+    version="0.1.0",
+    description="NASDAQ stock and ETF prices -> DuckDB warehouse, features, model and predictions",
+    packages=find_packages(exclude=["etf_assets_tests"]),
+    package_data={"etf_assets": ["sql/*.sql"], "serving": ["*.json"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "dagster>=1.11",
+        "dagster-webserver>=1.11",
+        "dagster-duckdb>=0.27",
+        "duckdb>=1.3",
+        "kaggle>=1.7",
+        "pandas>=2.2",
+        "numpy>=1.26",
+        "scikit-learn>=1.5",
+        "mlflow>=3.1",
+        "matplotlib>=3.8",
+        "flask>=3.0",
+        "gunicorn>=22",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "ruff>=0.5",
+            "polars>=1.0",
+            "playwright>=1.45",
+            "schemathesis>=3.30",
+            "hypothesis>=6",
+        ],
+    },
+    entry_points={"console_scripts": ["etf-sample-archive=etf_assets.sample_archive:main"]},
+)

@@ -15,6 +15,8 @@ setup(
         "kaggle>=1.7",
         "pandas>=2.2",
         "numpy>=1.26",
+        "bottleneck>=1.3",
+        "pyarrow>=14",
         "scikit-learn>=1.5",
         "mlflow>=3.1",
         "matplotlib>=3.8",

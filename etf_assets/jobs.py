@@ -2,11 +2,18 @@
 
 import dagster as dg
 
-from etf_assets.constants import PRICE_VOLUME_TABLE, RAW_ZIP, SYMBOL_TABLE
+from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, RAW_ZIP, SYMBOL_TABLE
 
 ingest_job = dg.define_asset_job(
     name="ingest_job",
     selection=dg.AssetSelection.assets(RAW_ZIP, PRICE_VOLUME_TABLE, SYMBOL_TABLE),
     description="Get the archive and load it into DuckDB and Parquet stage 1; registers the "
     "symbols partitions.",
+)
+
+features_job = dg.define_asset_job(
+    name="features_job",
+    selection=dg.AssetSelection.assets(FEATURES_TABLE),
+    description="Compute the features of a range of symbols in one run. From the CLI pass the "
+    "range as tags; `python -m etf_assets.partition_range` prints them for every symbol.",
 )

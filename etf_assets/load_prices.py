@@ -14,8 +14,9 @@ from pathlib import Path
 import duckdb
 
 from etf_assets import sql
-from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER
+from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER, PRICE_VOLUME_TABLE
 from etf_assets import parquet_stage
+from etf_assets.parquet_stage import stage_query
 from etf_assets.atomic_dir import publish
 from etf_assets.symbols_meta import Rejected, SymbolsMeta, read_symbols_meta, register_symbols_meta
 
@@ -134,7 +135,7 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
         irregular_rows = _reload_irregular_files(con)
         con.execute(sql.load("create_rejected_rows"))
         report = _report(con, len(files) + len(early_rejects), fast_rows - irregular_rows, meta)
-        pending = parquet_stage.write_pending(con, sql.load("copy_prices_stage"), stage_dir)
+        pending = parquet_stage.write_pending(con, stage_query(PRICE_VOLUME_TABLE), stage_dir)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

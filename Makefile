@@ -1,0 +1,49 @@
+# etf-pipeline: every command a user needs. `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export ETF_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(ETF_DATA_DIR)/dagster_home
+HOST ?= 127.0.0.1
+
+.PHONY: install run test dev mlflow-ui serve bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster job execute -m etf_assets -j ingest_job
+	$(BIN)/dagster job execute -m etf_assets -j features_job \
+		--tags "$$($(BIN)/python -m etf_assets.partition_range)"
+	$(BIN)/python -m etf_assets.summary
+
+test: install
+	$(BIN)/pytest
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p 3000
+
+mlflow-ui: install
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --host $(HOST) --port 5000 \
+		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(ETF_DATA_DIR)/mlflow.db}
+
+serve: install
+	$(BIN)/gunicorn --workers 2 --bind $(HOST):8000 'serving:create_app()'
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+lint: install
+	$(BIN)/ruff check etf_assets etf_assets_tests serving benchmarks
+
+clean:
+	rm -rf $(VENV) *.egg-info

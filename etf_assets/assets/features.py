@@ -1,0 +1,56 @@
+"""Stage 2: per-symbol rolling features in DuckDB (`features_table`) and Parquet stage 2."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from etf_assets.assets.warehouse import WAREHOUSE_POOL
+from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
+from etf_assets.features import write_features
+from etf_assets.metadata import table_metadata
+from etf_assets.partitions import symbols_partitions
+from etf_assets.resources import EtfSettings
+
+
+@dg.asset(
+    name=FEATURES_TABLE,
+    deps=[PRICE_VOLUME_TABLE, SYMBOL_TABLE],
+    partitions_def=symbols_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="features",
+    kinds={"duckdb", "parquet"},
+    pool=WAREHOUSE_POOL,
+)
+def features_table(
+    context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
+    """`price_volume_table` plus two features per symbol, over the 30 most recent rows
+    including the current one (NULL for each symbol's first 29 rows):
+
+    - `vol_moving_avg`: mean of `volume`;
+    - `adj_close_rolling_med`: median of `adj_close` (mean of the two middle values).
+
+    One partition per symbol; a backfill of many symbols is one run. Writing partitions replaces
+    exactly those symbols' rows here and in Parquet stage 2 (`$ETF_DATA_DIR/parquet/features/`).
+    """
+    symbols = list(context.partition_keys)
+    context.log.info(f"computing features of {len(symbols)} symbols")
+    with duckdb.get_connection() as con:
+        report = write_features(con, symbols, settings.features_stage)
+        metadata = table_metadata(
+            con,
+            FEATURES_TABLE,
+            preview_query=f"""SELECT symbol, date, volume, vol_moving_avg, adj_close,
+                   adj_close_rolling_med FROM {FEATURES_TABLE}
+                   WHERE symbol = (SELECT min(symbol) FROM requested_symbols)
+                   ORDER BY date DESC LIMIT 5""",
+        )
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "symbols_computed": report.symbols,
+            "rows_computed": report.rows,
+            "rows_with_features": report.rows_with_features,
+            "method": report.method,
+            "parquet_stage": dg.MetadataValue.path(str(settings.features_stage)),
+        }
+    )

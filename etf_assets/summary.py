@@ -1,0 +1,29 @@
+"""Print where a `make run` left its results."""
+
+from etf_assets.constants import (
+    FEATURES_TABLE,
+    PRICE_VOLUME_TABLE,
+    REJECTED_ROWS_TABLE,
+    SYMBOL_TABLE,
+)
+from etf_assets.resources import settings_from_env, warehouse_for
+
+
+def main() -> None:
+    settings = settings_from_env()
+    warehouse = warehouse_for(settings)
+    print(f"\nResults under {settings.data_path}:")
+    print(f"  warehouse   {warehouse.database}")
+    with warehouse.get_connection() as con:
+        tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+        for table in (SYMBOL_TABLE, PRICE_VOLUME_TABLE, REJECTED_ROWS_TABLE, FEATURES_TABLE):
+            if table in tables:
+                rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                print(f"    {table:<20} {rows:>12,} rows")
+    print(f"  parquet     {settings.prices_stage}  (stage 1)")
+    print(f"              {settings.features_stage}  (stage 2)")
+    print(f"  dagster     runs in DAGSTER_HOME; browse them with `make dev`")
+
+
+if __name__ == "__main__":
+    main()

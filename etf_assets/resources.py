@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import duckdb
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -56,5 +61,41 @@ def settings_from_env() -> EtfSettings:
     )
 
 
-def warehouse_for(settings: EtfSettings) -> DuckDBResource:
-    return DuckDBResource(database=str(settings.data_path / WAREHOUSE_FILE))
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the warehouse's write lock for longer than we wait."""
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse: waits for another process's write lock with a clear message, and
+    always closes its connection (also when the asset fails)."""
+
+    lock_timeout_seconds: float = 120.0
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        while True:
+            try:
+                return duckdb.connect(self.database, config=self.connection_config)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WarehouseLockedError(
+                        f"The warehouse {self.database} is held by another process (DuckDB allows "
+                        f"one writer per file) and was not released within "
+                        f"{self.lock_timeout_seconds:.0f} s. Wait for the other run to finish and "
+                        f"retry. DuckDB said: {exc}"
+                    ) from exc
+                time.sleep(0.5)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._connect()
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def warehouse_for(settings: EtfSettings) -> Warehouse:
+    return Warehouse(database=str(settings.data_path / WAREHOUSE_FILE))

@@ -1,0 +1,96 @@
+"""Shared fixtures: real Dagster instances, real DuckDB files under tmp_path, real archives."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from etf_assets.definitions import defs
+from etf_assets.resources import EtfSettings, warehouse_for
+from etf_assets.sample_archive import SampleSpec, generate_folder
+
+EXCERPT = Path(
+    os.environ.get("ETF_EXCERPT_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "kaggle-excerpt"
+)
+INGEST_KEYS = ["raw_zip", "price_volume_table", "symbol_table"]
+
+
+def zip_folder_plain(folder: Path, archive: Path) -> Path:
+    """Zip a folder with the standard library only (independent of the project's own zipper)."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return archive
+
+
+@pytest.fixture(scope="session")
+def excerpt_dir() -> Path:
+    if not (EXCERPT / "symbols_valid_meta.csv").is_file():
+        pytest.fail(f"the real dataset excerpt is missing at {EXCERPT} (set ETF_EXCERPT_DIR)")
+    return EXCERPT
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default sample archive, unpacked (generated once per session)."""
+    folder = tmp_path_factory.mktemp("sample")
+    generate_folder(SampleSpec(), folder)
+    return folder
+
+
+class Pipeline:
+    """A data folder, its resources and a real (ephemeral) Dagster instance."""
+
+    def __init__(self, data_dir: Path, source: str) -> None:
+        self.settings = EtfSettings(
+            data_dir=str(data_dir), source=source, mlflow_tracking_uri=f"sqlite:///{data_dir}/mlflow.db"
+        )
+        self.warehouse = warehouse_for(self.settings)
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    @property
+    def resources(self) -> dict[str, object]:
+        return {"settings": self.settings, "duckdb": self.warehouse}
+
+    def materialize(self, keys: list[str], **kwargs: object) -> dg.ExecuteInJobResult:
+        assets = [defs.get_assets_def(key) for key in keys]
+        return dg.materialize(assets, resources=self.resources, instance=self.instance, **kwargs)
+
+    def ingest(self) -> dg.ExecuteInJobResult:
+        return self.materialize(INGEST_KEYS)
+
+    def features(self, symbols: list[str] | None = None) -> dg.ExecuteInJobResult:
+        """Materialize the features of `symbols` (default: every registered key) in one run."""
+        keys = self.instance.get_dynamic_partitions("symbols")
+        chosen = sorted(symbols) if symbols is not None else keys
+        order = {key: i for i, key in enumerate(keys)}
+        first, last = min(chosen, key=order.get), max(chosen, key=order.get)
+        return self.materialize(
+            ["features_table"],
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+        )
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(self.warehouse.database, read_only=True)
+
+    def query(self, sql: str, params: object = None) -> list[tuple]:
+        with self.connect() as con:
+            return con.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def pipeline_factory(tmp_path: Path):
+    def make(source: Path | str, name: str = "data") -> Pipeline:
+        return Pipeline(tmp_path / name, str(source))
+
+    return make

@@ -1,0 +1,182 @@
+"""raw_zip, price_volume_table and symbol_table on real and generated archives, through real
+Dagster materializations into a real DuckDB file, checked against an independent oracle."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from etf_assets import parquet_stage
+from etf_assets.sample_archive import SampleSpec, generate_folder
+from etf_assets_tests.conftest import zip_folder_plain
+from etf_assets_tests.oracle import read_expected
+
+STAGE_TYPES = [
+    ("Symbol", "VARCHAR"), ("Security Name", "VARCHAR"), ("Date", "VARCHAR"), ("Open", "DOUBLE"),
+    ("High", "DOUBLE"), ("Low", "DOUBLE"), ("Close", "DOUBLE"), ("Adj Close", "DOUBLE"),
+    ("Volume", "BIGINT"),
+]  # fmt: skip
+TABLE_TYPES = [
+    ("symbol", "VARCHAR"), ("security_name", "VARCHAR"), ("date", "DATE"), ("open", "DOUBLE"),
+    ("high", "DOUBLE"), ("low", "DOUBLE"), ("close", "DOUBLE"), ("adj_close", "DOUBLE"),
+    ("volume", "BIGINT"),
+]  # fmt: skip
+
+
+def loaded_rows(pipeline) -> dict:
+    rows = pipeline.query(
+        "SELECT symbol, date, open, high, low, close, adj_close, volume FROM price_volume_table"
+    )
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def metadata_of(result, key: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [key]]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_excerpt_every_row_accounted_for(excerpt_dir: Path, pipeline_factory) -> None:
+    pipeline = pipeline_factory(excerpt_dir)
+    result = pipeline.ingest()
+    assert result.success
+    expected = read_expected(excerpt_dir)
+
+    assert loaded_rows(pipeline) == expected.rows
+    assert pipeline.query("SELECT count(*) FROM price_volume_table")[0][0] == len(expected.rows)
+    assert expected.blank_rows == 1  # HBAN 2001-09-13
+    assert not pipeline.query(
+        "SELECT * FROM price_volume_table WHERE symbol = 'HBAN' AND date = DATE '2001-09-13'"
+    )
+    meta = metadata_of(result, "price_volume_table")
+    assert meta["blank_rows_skipped"] == 1
+    assert meta["rows_rejected"] == 0
+    assert meta["dagster/row_count"] + meta["rows_rejected"] + meta["blank_rows_skipped"] == (
+        meta["rows_in_archive"]
+    ) == expected.data_lines == 113_955
+    # Open 0.0 is a real price; float-written volumes are whole numbers.
+    assert pipeline.query(
+        "SELECT open, volume FROM price_volume_table WHERE symbol = 'HBAN' AND date = '1980-03-17'"
+    ) == [(0.0, 14800)]
+    assert [d[1] for d in pipeline.query("DESCRIBE price_volume_table")] == [t for _, t in TABLE_TYPES]
+
+
+def test_excerpt_symbol_table_and_partitions(excerpt_dir: Path, pipeline_factory) -> None:
+    pipeline = pipeline_factory(excerpt_dir)
+    assert pipeline.ingest().success
+    assert pipeline.query("SELECT count(*), count(DISTINCT symbol) FROM symbol_table") == [(8049, 8049)]
+    assert sorted(pipeline.query(
+        "SELECT symbol, listing_symbol FROM symbol_table WHERE listing_symbol = 'UTX'"
+    )) == [("UTX", "UTX"), ("UTX#", "UTX")]
+    assert pipeline.query(
+        "SELECT symbol, is_etf, price_rows FROM symbol_table WHERE symbol IN ('VTI', 'LGF.B') "
+        "ORDER BY symbol"
+    ) == [("LGF.B", False, 0), ("VTI", True, 4728)]
+    with_rows = {r[0] for r in pipeline.query("SELECT DISTINCT symbol FROM price_volume_table")}
+    assert set(pipeline.instance.get_dynamic_partitions("symbols")) == with_rows
+    assert len(with_rows) == 28
+
+
+def test_sample_quirks_land_where_design_says(sample_dir: Path, pipeline_factory, tmp_path) -> None:
+    archive = zip_folder_plain(sample_dir, tmp_path / "sample.zip")
+    pipeline = pipeline_factory(archive)
+    result = pipeline.ingest()
+    assert result.success
+    expected = read_expected(sample_dir)
+    assert loaded_rows(pipeline) == expected.rows
+
+    rejected = pipeline.query("SELECT file, line_number, reason FROM rejected_rows")
+    assert {(f, n) for f, n, _ in rejected if n is not None} == expected.rejected_lines
+    assert {f for f, n, _ in rejected if n is None} == expected.rejected_files
+    assert len(expected.rejected_lines) == 5 and len(expected.rejected_files) == 1
+    reasons = " | ".join(r for _, _, r in rejected)
+    for words in ("Date: not a date", "Volume: negative", "High: not a number", "duplicate date",
+                  "not UTF-8 text"):
+        assert words in reasons
+
+    meta = metadata_of(result, "price_volume_table")
+    assert meta["rows_in_archive"] == expected.data_lines
+    assert meta["dagster/row_count"] + meta["rows_rejected"] + meta["blank_rows_skipped"] == (
+        expected.data_lines
+    )
+    assert meta["blank_rows_skipped"] == expected.blank_rows == 2
+
+    symbols = pipeline.query("SELECT symbol, price_rows FROM symbol_table")
+    by_symbol = dict(symbols)
+    for stem in ("NA", "LGF.B", "CARR#", "AGM-A", "UTX", "UTX#"):
+        assert by_symbol[stem] > 0, stem
+    assert pipeline.query(
+        "SELECT count(*) FROM price_volume_table WHERE symbol IS NULL OR date IS NULL"
+    ) == [(0,)]
+    orphans = pipeline.query(
+        "SELECT DISTINCT symbol, security_name FROM price_volume_table WHERE security_name IS NULL"
+    )
+    assert len(orphans) == 1 and orphans[0][0] not in by_symbol  # a file without a meta row
+    assert sorted(s for s, n in symbols if n == 0) == sorted(
+        {s for s in expected.meta_names} - expected.symbols_with_rows()
+    )
+    assert set(pipeline.instance.get_dynamic_partitions("symbols")) == expected.symbols_with_rows()
+
+
+def test_parquet_stage_has_exact_schema_and_rows(sample_dir: Path, pipeline_factory) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+    stage = pipeline.settings.prices_stage
+    with duckdb.connect() as con:
+        relation = con.sql(f"SELECT * FROM read_parquet('{stage}/**/*.parquet')")
+        assert list(zip(relation.columns, map(str, relation.types))) == STAGE_TYPES
+        staged = con.sql(
+            f"""SELECT "Symbol", "Date"::DATE, "Open", "High", "Low", "Close", "Adj Close", "Volume"
+                FROM read_parquet('{stage}/**/*.parquet')"""
+        ).fetchall()
+        bad_dates = con.execute(
+            f"""SELECT count(*) FROM read_parquet('{stage}/**/*.parquet')
+                WHERE NOT regexp_full_match("Date", '\\d{{4}}-\\d{{2}}-\\d{{2}}')"""
+        ).fetchone()[0]
+    assert bad_dates == 0
+    assert {(r[0], r[1]): tuple(r[2:]) for r in staged} == loaded_rows(pipeline)
+    assert len(staged) == len(loaded_rows(pipeline))
+
+
+def test_rematerializing_is_idempotent(sample_dir: Path, pipeline_factory) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+    first = sorted(pipeline.query("SELECT * FROM price_volume_table"))
+    assert pipeline.ingest().success
+    assert sorted(pipeline.query("SELECT * FROM price_volume_table")) == first
+    assert pipeline.query(
+        "SELECT count(*) FROM (SELECT symbol, date FROM price_volume_table GROUP BY ALL HAVING count(*) > 1)"
+    ) == [(0,)]
+
+
+def test_failed_load_leaves_previous_table_and_stage(
+    sample_dir: Path, pipeline_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+    before = sorted(pipeline.query("SELECT * FROM price_volume_table"))
+    stage_files = {p: p.read_bytes() for p in pipeline.settings.prices_stage.rglob("*.parquet")}
+
+    bigger = tmp_path / "bigger"
+    generate_folder(SampleSpec(stocks=20, etfs=5, rows=300, seed=7), bigger)
+    pipeline.settings = pipeline.settings.model_copy(update={"source": str(bigger)})
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device (injected)")
+
+    monkeypatch.setattr(parquet_stage, "write_pending", disk_full)
+    result = pipeline.materialize(["raw_zip", "price_volume_table"], raise_on_error=False)
+    assert not result.success
+    assert sorted(pipeline.query("SELECT * FROM price_volume_table")) == before
+    assert {p: p.read_bytes() for p in pipeline.settings.prices_stage.rglob("*.parquet")} == stage_files
+
+
+def test_reads_a_zip_with_a_top_level_folder(excerpt_dir: Path, pipeline_factory, tmp_path) -> None:
+    nested = tmp_path / "nested"
+    shutil.copytree(excerpt_dir, nested / "stock-market-dataset")
+    archive = zip_folder_plain(nested, tmp_path / "nested.zip")
+    pipeline = pipeline_factory(archive)
+    assert pipeline.materialize(["raw_zip", "price_volume_table"]).success
+    assert pipeline.query("SELECT count(DISTINCT symbol) FROM price_volume_table") == [(28,)]

@@ -49,11 +49,17 @@ class Pipeline:
     """A data folder, its resources and a real (ephemeral) Dagster instance."""
 
     def __init__(self, data_dir: Path, source: str) -> None:
-        self.settings = EtfSettings(
-            data_dir=str(data_dir), source=source, mlflow_tracking_uri=f"sqlite:///{data_dir}/mlflow.db"
-        )
+        self.data_dir = data_dir
+        self.use_source(source)
         self.warehouse = warehouse_for(self.settings)
         self.instance = dg.DagsterInstance.ephemeral()
+
+    def use_source(self, source: Path | str) -> None:
+        self.settings = EtfSettings(
+            data_dir=str(self.data_dir),
+            source=str(source),
+            mlflow_tracking_uri=f"sqlite:///{self.data_dir}/mlflow.db",
+        )
 
     @property
     def resources(self) -> dict[str, object]:

@@ -161,7 +161,7 @@ def test_failed_load_leaves_previous_table_and_stage(
 
     bigger = tmp_path / "bigger"
     generate_folder(SampleSpec(stocks=20, etfs=5, rows=300, seed=7), bigger)
-    pipeline.settings = pipeline.settings.model_copy(update={"source": str(bigger)})
+    pipeline.use_source(bigger)
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError("No space left on device (injected)")

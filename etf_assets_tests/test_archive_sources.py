@@ -1,0 +1,140 @@
+"""raw_zip's sources and the safety of unpacking, with real zip files and a real instance.
+Only Kaggle's network call is stubbed."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from etf_assets.archive import ArchiveError, safe_extract
+from etf_assets.sources import KaggleError, download_from_kaggle, resolve_kind
+from etf_assets_tests.conftest import zip_folder_plain
+
+
+def failure_message(result) -> str:
+    [event] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return str(event.event_specific_data.error)
+
+
+def test_member_climbing_out_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("symbols_valid_meta.csv", "x")
+        zf.writestr("../escaped.csv", "pwned")
+    with pytest.raises(ArchiveError, match=r"'\.\./escaped\.csv'.*'\.\.'"):
+        safe_extract(archive, tmp_path / "out" / "target")
+    assert not (tmp_path / "out" / "escaped.csv").exists()
+    assert not (tmp_path / "out" / "target").exists()
+
+
+def test_absolute_member_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "abs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("/tmp/absolute.csv"), "pwned")
+    with pytest.raises(ArchiveError, match="absolute path"):
+        safe_extract(archive, tmp_path / "target")
+
+
+def test_zip_bomb_is_refused_before_writing(tmp_path: Path) -> None:
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        with zf.open("stocks/ZERO.csv", "w") as member:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(200):
+                member.write(chunk)
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(ArchiveError, match="zip bomb"):
+        safe_extract(archive, tmp_path / "target")
+    assert not (tmp_path / "target").exists()
+
+
+def test_truncated_archive_fails_at_raw_zip_and_keeps_warehouse(
+    excerpt_dir: Path, pipeline_factory, tmp_path: Path
+) -> None:
+    good = zip_folder_plain(excerpt_dir, tmp_path / "good.zip")
+    pipeline = pipeline_factory(good)
+    assert pipeline.ingest().success
+    before = pipeline.query("SELECT count(*), sum(volume) FROM price_volume_table")
+
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    pipeline.use_source(truncated)
+    result = pipeline.materialize(
+        ["raw_zip", "price_volume_table", "symbol_table"], raise_on_error=False
+    )
+    assert not result.success
+    assert "truncated.zip is not a readable zip archive" in failure_message(result)
+    assert pipeline.query("SELECT count(*), sum(volume) FROM price_volume_table") == before
+
+
+def test_missing_meta_file_fails_at_raw_zip(excerpt_dir: Path, pipeline_factory, tmp_path) -> None:
+    archive = tmp_path / "no-meta.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(excerpt_dir / "stocks" / "A.csv", "stocks/A.csv")
+    result = pipeline_factory(archive).materialize(["raw_zip"], raise_on_error=False)
+    assert not result.success
+    assert "symbols_valid_meta.csv is missing" in failure_message(result)
+
+
+def test_unknown_source_names_the_setting(pipeline_factory, tmp_path: Path) -> None:
+    result = pipeline_factory(tmp_path / "nowhere.zip").materialize(["raw_zip"], raise_on_error=False)
+    assert not result.success
+    assert "nowhere.zip" in failure_message(result)
+
+
+def _no_kaggle_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
+    monkeypatch.setenv("HOME", str(home))
+
+
+def test_auto_without_credentials_uses_the_sample(
+    pipeline_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_kaggle_credentials(monkeypatch, tmp_path)
+    assert resolve_kind("auto") == "sample"
+    pipeline = pipeline_factory("auto")
+    result = pipeline.materialize(["raw_zip"])
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["source"].value == "sample"
+    assert (pipeline.settings.raw_dir / "stock-market-dataset.zip").is_file()
+
+
+def test_kaggle_without_credentials_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    _no_kaggle_credentials(monkeypatch, tmp_path)
+    with pytest.raises(KaggleError, match="KAGGLE_USERNAME and KAGGLE_KEY"):
+        download_from_kaggle("jacksoncrow/stock-market-dataset", tmp_path / "raw")
+    assert capfd.readouterr().out == ""
+
+
+def test_kaggle_source_downloads_through_the_kaggle_package(
+    excerpt_dir: Path, pipeline_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    monkeypatch.setenv("KAGGLE_USERNAME", "ci-user")
+    monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
+    fixture = zip_folder_plain(excerpt_dir, tmp_path / "fixture.zip")
+    calls = []
+
+    def fake_network(self, dataset, path=None, force=False, quiet=True, unzip=False, licenses=()):
+        calls.append(dataset)
+        Path(path, "stock-market-dataset.zip").write_bytes(fixture.read_bytes())
+
+    monkeypatch.setattr(KaggleApi, "dataset_download_files", fake_network)
+    assert resolve_kind("auto") == "kaggle"
+    pipeline = pipeline_factory("kaggle")
+    result = pipeline.ingest()
+    assert calls == ["jacksoncrow/stock-market-dataset"]
+    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_zip"]]
+    assert raw.materialization.metadata["source"].value == "kaggle"
+    assert pipeline.query("SELECT count(DISTINCT symbol) FROM price_volume_table") == [(28,)]
+    assert "not-a-real-key" not in io.StringIO(str(result.all_events)).getvalue()
+    assert os.environ["KAGGLE_KEY"] == "not-a-real-key"

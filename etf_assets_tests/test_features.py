@@ -1,0 +1,161 @@
+"""features_table: hand-computed windows, pandas as a second method on real data, the SQL
+definition against the fast kernel, and per-partition replacement."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from etf_assets import features
+from etf_assets.constants import META_HEADER, PRICE_HEADER
+
+FEATURE_QUERY = """SELECT symbol, date, volume, adj_close, vol_moving_avg, adj_close_rolling_med
+                   FROM features_table ORDER BY symbol, date"""
+
+
+def write_tiny_archive(root: Path) -> None:
+    """T: 31 rows (shuffled in the file); S: 29 rows, never a full window."""
+    (root / "stocks").mkdir(parents=True)
+    (root / "etfs").mkdir()
+    meta = [META_HEADER]
+    days = pd.bdate_range("2020-01-01", periods=31)
+    for symbol, n in (("T", 31), ("S", 29)):
+        meta.append(f"Y,{symbol},{symbol} Corp Common Stock,Q,Q,N,100.0,N,N,,{symbol},N")
+        lines = [
+            f"{days[i - 1]:%Y-%m-%d},1.0,2.0,0.5,1.5,{float(i * i)},{i}" for i in range(1, n + 1)
+        ]
+        random.Random(n).shuffle(lines)
+        (root / "stocks" / f"{symbol}.csv").write_text("\n".join([PRICE_HEADER, *lines]) + "\n")
+    (root / "symbols_valid_meta.csv").write_text("\n".join(meta) + "\n")
+
+
+@pytest.fixture(params=["sql", "kernel"])
+def method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the asset with the window SQL or with the kernel, whatever the batch size."""
+    monkeypatch.setattr(features, "KERNEL_MIN_ROWS", 0 if request.param == "kernel" else 10**12)
+    return request.param
+
+
+def pandas_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The second method: pandas groupby().rolling(30) over the same rows."""
+    frame = frame.sort_values(["symbol", "date"]).reset_index(drop=True)
+    grouped = frame.groupby("symbol", sort=False)
+    frame["expected_avg"] = grouped["volume"].rolling(30).mean().reset_index(level=0, drop=True)
+    frame["expected_med"] = grouped["adj_close"].rolling(30).median().reset_index(level=0, drop=True)
+    return frame
+
+
+def assert_matches_pandas(pipeline) -> int:
+    with pipeline.connect() as con:
+        frame = con.execute(FEATURE_QUERY).df()
+    checked = pandas_features(frame)
+    np.testing.assert_array_equal(checked["vol_moving_avg"].isna(), checked["expected_avg"].isna())
+    np.testing.assert_array_equal(
+        checked["adj_close_rolling_med"].isna(), checked["expected_med"].isna()
+    )
+    np.testing.assert_allclose(checked["vol_moving_avg"], checked["expected_avg"], rtol=1e-12)
+    np.testing.assert_allclose(checked["adj_close_rolling_med"], checked["expected_med"], rtol=1e-12)
+    return len(checked)
+
+
+def test_hand_computed_windows(tmp_path: Path, pipeline_factory, method: str) -> None:
+    write_tiny_archive(tmp_path / "tiny")
+    pipeline = pipeline_factory(tmp_path / "tiny")
+    assert pipeline.ingest().success
+    result = pipeline.features()
+    assert result.success
+    rows = pipeline.query(FEATURE_QUERY)
+    t_rows = [r for r in rows if r[0] == "T"]
+    s_rows = [r for r in rows if r[0] == "S"]
+    assert len(t_rows) == 31 and len(s_rows) == 29
+    assert all(r[4] is None and r[5] is None for r in t_rows[:29] + s_rows)
+    # Row 30: volumes 1..30, adj closes 1,4,...,900 -> mean 15.5, median (15**2 + 16**2) / 2.
+    assert t_rows[29][4:] == (15.5, 240.5)
+    # Row 31: volumes 2..31 -> 16.5; squares of 2..31 -> median (16**2 + 17**2) / 2.
+    assert t_rows[30][4:] == (16.5, 272.5)
+    [event] = result.get_asset_materialization_events()[:1]
+    assert event.materialization.metadata["method"].value == method
+
+
+def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory, method) -> None:
+    pipeline = pipeline_factory(excerpt_dir)
+    assert pipeline.ingest().success
+    result = pipeline.features()
+    assert result.success
+    # One run, one step execution, one materialization per symbol partition.
+    keys = pipeline.instance.get_dynamic_partitions("symbols")
+    assert sum(e.event_type_value == "STEP_START" for e in result.all_events) == 1
+    assert sorted(e.partition for e in result.get_asset_materialization_events()) == sorted(keys)
+    assert assert_matches_pandas(pipeline) == 113_955 - 1  # every price row but the blank one
+    symbols = {r[0] for r in pipeline.query("SELECT DISTINCT symbol FROM features_table")}
+    assert symbols == set(pipeline.instance.get_dynamic_partitions("symbols"))
+    # Stage 2 holds the same rows with the problem statement's names.
+    stage = pipeline.settings.features_stage
+    with duckdb.connect() as con:
+        staged = con.execute(
+            f"""SELECT "Symbol", "Date"::DATE, vol_moving_avg, adj_close_rolling_med
+                FROM read_parquet('{stage}/**/*.parquet') ORDER BY 1, 2"""
+        ).fetchall()
+    assert staged == pipeline.query(
+        "SELECT symbol, date, vol_moving_avg, adj_close_rolling_med FROM features_table ORDER BY 1, 2"
+    )
+
+
+@pytest.mark.parametrize("dataset", ["excerpt", "sample"])
+def test_sql_definition_and_kernel_are_identical(
+    dataset: str, excerpt_dir: Path, sample_dir: Path, pipeline_factory
+) -> None:
+    pipeline = pipeline_factory(excerpt_dir if dataset == "excerpt" else sample_dir)
+    assert pipeline.ingest().success
+    symbols = pipeline.instance.get_dynamic_partitions("symbols")
+    results = {}
+    with duckdb.connect(pipeline.warehouse.database) as con:
+        for method in ("sql", "kernel"):
+            features.stage_features(con, symbols, method)
+            results[method] = con.execute(
+                "SELECT symbol, date, vol_moving_avg, adj_close_rolling_med FROM new_features "
+                "ORDER BY symbol, date"
+            ).df()
+    pd.testing.assert_frame_equal(results["sql"], results["kernel"], check_exact=True)
+    assert results["sql"]["vol_moving_avg"].notna().sum() > 0
+
+
+def test_one_partition_rematerialized_leaves_others_identical(
+    sample_dir: Path, pipeline_factory
+) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+    assert pipeline.features().success
+    keys = pipeline.instance.get_dynamic_partitions("symbols")
+    target = keys[len(keys) // 2]
+    others_sql = "SELECT * FROM features_table WHERE symbol <> $s ORDER BY symbol, date"
+    others_before = pipeline.query(others_sql, {"s": target})
+    stage_glob = f"{pipeline.settings.features_stage}/**/*.parquet"
+    stage_sql = f"""SELECT * FROM read_parquet('{stage_glob}') WHERE "Symbol" <> $s
+                    ORDER BY "Symbol", "Date" """
+    with duckdb.connect() as con:
+        stage_before = con.execute(stage_sql, {"s": target}).fetchall()
+
+    with duckdb.connect(pipeline.warehouse.database) as con:  # new prices for one symbol
+        con.execute("UPDATE price_volume_table SET volume = volume * 2 WHERE symbol = $s", {"s": target})
+    result = pipeline.materialize(["features_table"], partition_key=target)
+    assert result.success
+
+    assert pipeline.query(others_sql, {"s": target}) == others_before
+    with duckdb.connect() as con:
+        assert con.execute(stage_sql, {"s": target}).fetchall() == stage_before
+        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet('{stage_glob}')").fetchone()[0]
+    assert staged_rows == pipeline.query("SELECT count(*) FROM features_table")[0][0]
+    assert_matches_pandas(pipeline)  # the target's features follow its doubled volumes
+    doubled = pipeline.query(
+        "SELECT count(*) FROM features_table f JOIN price_volume_table p USING (symbol, date) "
+        "WHERE symbol = $s AND f.volume = p.volume",
+        {"s": target},
+    )
+    assert doubled[0][0] == pipeline.query(
+        "SELECT count(*) FROM price_volume_table WHERE symbol = $s", {"s": target})[0][0]

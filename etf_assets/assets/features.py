@@ -1,5 +1,7 @@
 """Stage 2: per-symbol rolling features in DuckDB (`features_table`) and Parquet stage 2."""
 
+import warnings
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -9,6 +11,9 @@ from etf_assets.features import write_features
 from etf_assets.metadata import table_metadata
 from etf_assets.partitions import symbols_partitions
 from etf_assets.resources import EtfSettings
+
+# Single-run backfills are what makes a backfill of 8,000 symbols one SQL pass; the flag is beta.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
 
 @dg.asset(

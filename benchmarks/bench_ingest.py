@@ -1,0 +1,90 @@
+"""Ingest at full scale: extraction, CSV -> price_volume_table + Parquet stage 1, next to a bare
+DuckDB read_csv of the same files and a polars scan_csv -> Parquet, in the same run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from benchmarks.common import BENCH_DIR, Measurement, full_scale_archive, measure, print_table
+from etf_assets.archive import safe_extract
+from etf_assets.load_prices import list_price_files, load_prices
+
+WORK = BENCH_DIR / "ingest"
+TYPES = {
+    "Date": "DATE", "Open": "DOUBLE", "High": "DOUBLE", "Low": "DOUBLE", "Close": "DOUBLE",
+    "Adj Close": "DOUBLE", "Volume": "DOUBLE",
+}  # fmt: skip
+
+
+def _fresh(name: str) -> Path:
+    path = WORK / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def run_extract(archive: Path) -> None:
+    safe_extract(archive, _fresh("extract") / "unpacked")
+
+
+def run_pipeline_load(folder: Path) -> int:
+    work = _fresh("pipeline")
+    with duckdb.connect(str(work / "warehouse.duckdb")) as con:
+        return load_prices(con, folder, work / "prices").rows_loaded
+
+
+def run_bare_duckdb(folder: Path) -> int:
+    """The reference: one typed read_csv of every file joined to its symbol, into a table."""
+    files, _ = list_price_files(folder)
+    work = _fresh("bare")
+    with duckdb.connect(str(work / "bare.duckdb")) as con:
+        con.execute(
+            "CREATE TABLE files AS SELECT unnest($p) AS path, unnest($s) AS symbol",
+            {"p": [f.path for f in files], "s": [f.symbol for f in files]},
+        )
+        con.execute(
+            """CREATE TABLE prices AS SELECT f.symbol, r.*
+               FROM read_csv($paths, header = true, filename = true, ignore_errors = true,
+                             auto_detect = false, columns = $types) AS r
+               JOIN files AS f ON f.path = r.filename""",
+            {"paths": [f.path for f in files], "types": TYPES},
+        )
+        return con.execute("SELECT count(*) FROM prices").fetchone()[0]
+
+
+def run_polars(folder: Path) -> int:
+    """The other reference: polars scan_csv of every file -> one Parquet file."""
+    import polars as pl
+
+    work = _fresh("polars")
+    files, _ = list_price_files(folder)
+    frame = pl.scan_csv(
+        [f.path for f in files], include_file_paths="path", ignore_errors=True,
+        schema_overrides={"Volume": pl.Float64},
+    )
+    frame.sink_parquet(work / "prices.parquet")
+    return pl.scan_parquet(work / "prices.parquet").select(pl.len()).collect().item()
+
+
+def main() -> None:
+    folder, archive = full_scale_archive()
+    extract, _ = measure("extract zip (safe_extract)", run_extract, archive)
+    ours, loaded = measure("pipeline: CSV -> table + rejects + Parquet", run_pipeline_load, folder)
+    bare, bare_rows = measure("bare DuckDB read_csv + join -> table", run_bare_duckdb, folder)
+    polars, polars_rows = measure("polars scan_csv -> Parquet", run_polars, folder)
+    ours = Measurement(ours.label, ours.seconds, ours.peak_mb, f"{loaded:,} rows")
+    bare = Measurement(bare.label, bare.seconds, bare.peak_mb, f"{bare_rows:,} rows")
+    polars = Measurement(polars.label, polars.seconds, polars.peak_mb, f"{polars_rows:,} rows")
+    size = sum(p.stat().st_size for p in folder.rglob("*.csv")) / 1e9
+    print_table(
+        f"Ingest, full scale ({size:.1f} GB of CSV, {archive.stat().st_size / 1e9:.1f} GB zipped)",
+        [extract, ours, bare, polars],
+        reference=bare.label,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Shared pieces of the benchmarks: the full-scale archive, timing in a fresh process, printing."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from etf_assets.sample_archive import SampleSpec, generate_folder, zip_folder
+
+# The real dataset: 5,884 stock and 2,165 ETF files (8,049 with the meta file's symbols).
+FULL_SCALE = SampleSpec(stocks=5884, etfs=2165, rows=3500, seed=42)
+BENCH_DIR = Path(os.environ.get("ETF_BENCH_DIR", "/tmp/etf-bench"))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    label: str
+    seconds: float
+    peak_mb: float
+    note: str = ""
+
+
+def _timed_child(fn: Callable[..., object], args: tuple) -> tuple[float, float, object]:
+    start = time.perf_counter()
+    result = fn(*args)
+    seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, result
+
+
+def measure(label: str, fn: Callable[..., object], *args: object) -> tuple[Measurement, object]:
+    """Run `fn(*args)` in a fresh interpreter so its time and peak memory are its own."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        seconds, peak_mb, result = pool.apply(_timed_child, (fn, args))
+    return Measurement(label, seconds, peak_mb), result
+
+
+def full_scale_archive() -> tuple[Path, Path]:
+    """The full-scale generated archive as (folder, zip), generated once and reused."""
+    folder, archive = BENCH_DIR / "full", BENCH_DIR / "full.zip"
+    stamp = BENCH_DIR / "full.spec.json"
+    wanted = json.dumps(FULL_SCALE.__dict__, sort_keys=True)
+    if not (stamp.is_file() and stamp.read_text() == wanted and archive.is_file()):
+        BENCH_DIR.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        generate_folder(FULL_SCALE, folder)
+        generated = time.perf_counter() - start
+        zip_folder(folder, archive)
+        print(f"generated {folder} in {generated:.0f} s, zipped in "
+              f"{time.perf_counter() - start - generated:.0f} s")
+        stamp.write_text(wanted)
+    return folder, archive
+
+
+def print_table(title: str, rows: list[Measurement], reference: str) -> None:
+    """Print the measurements side by side, each as a ratio to the row labelled `reference`."""
+    base = next(m.seconds for m in rows if m.label == reference)
+    print(f"\n{title}")
+    print(f"  {'':44} {'seconds':>8} {'vs ' + reference[:14]:>18} {'peak MB':>9}")
+    for m in rows:
+        print(f"  {m.label:44} {m.seconds:8.1f} {m.seconds / base:17.2f}x {m.peak_mb:9.0f}  {m.note}")

@@ -10,6 +10,7 @@ previous symbol). Tests prove both give identical values.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +27,18 @@ log = logging.getLogger(__name__)
 
 # Below this many rows the window SQL is fast enough and the kernel's fixed costs do not pay.
 KERNEL_MIN_ROWS = 200_000
+# Bump when the feature definition changes: every symbol is then recomputed once.
+FEATURES_VERSION = 1
 
 
 @dataclass(frozen=True)
 class FeaturesReport:
-    symbols: int
+    symbols_requested: int
+    symbols_computed: int  # the others' prices had not changed since their last computation
     rows: int
     rows_with_features: int
     method: str
+    seconds: float
 
 
 def rolling_features(
@@ -90,14 +95,15 @@ def _stage_with_sql(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def stage_features(con: duckdb.DuckDBPyConnection, symbols: list[str], method: str = "auto") -> str:
-    """Compute the features of `symbols` into the temp table `new_features`; return the method.
-
-    `method` is "sql", "kernel" or "auto" (the kernel from KERNEL_MIN_ROWS rows on).
+    """Compute the features of the stale ones among `symbols` into the temp table `new_features`
+    and return the method used: "sql", "kernel", or for "auto" the kernel from KERNEL_MIN_ROWS on.
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE requested_symbols AS SELECT unnest($symbols::VARCHAR[]) AS symbol",
         {"symbols": symbols},
     )
+    con.execute(sql.load("create_features_state"))
+    con.execute(sql.load("find_stale_symbols"), {"features_version": FEATURES_VERSION})
     con.execute(sql.load("stage_feature_input"))
     if method == "auto":
         rows = con.execute("SELECT count(*) FROM feature_input").fetchone()[0]
@@ -109,24 +115,35 @@ def stage_features(con: duckdb.DuckDBPyConnection, symbols: list[str], method: s
 def write_features(
     con: duckdb.DuckDBPyConnection, symbols: list[str], stage_dir: Path, method: str = "auto"
 ) -> FeaturesReport:
-    """Replace exactly the rows of `symbols` in `features_table` and in Parquet stage 2."""
-    used = stage_features(con, symbols, method)
+    """Bring the rows of `symbols` in `features_table` and Parquet stage 2 up to date.
+
+    Only symbols whose prices changed since their features were computed are recomputed; their
+    rows are replaced, every other symbol's rows stay as they are.
+    """
+    start = time.perf_counter()
     con.execute(sql.load("create_features_table"))
+    used = stage_features(con, symbols, method)
+    stale = con.execute("SELECT count(*) FROM stale_symbols").fetchone()[0]
+    log.info("%d of %d symbols changed since their features were computed", stale, len(symbols))
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM requested_symbols)"
-        )
+        con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)")
         con.execute(f"INSERT INTO {FEATURES_TABLE} SELECT * FROM new_features")
-        replace_symbols(
-            con, stage_query("new_features", FEATURE_COLUMNS), stage_dir, "requested_symbols"
-        )
+        if stale:
+            replace_symbols(
+                con, stage_query("new_features", FEATURE_COLUMNS), stage_dir, "stale_symbols"
+            )
+        con.execute(sql.load("record_features_state"), {"features_version": FEATURES_VERSION})
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    rows, with_features, n_symbols = con.execute(
-        "SELECT count(*), count(vol_moving_avg), count(DISTINCT symbol) FROM new_features"
+    rows, with_features = con.execute(
+        "SELECT count(*), count(vol_moving_avg) FROM new_features"
     ).fetchone()
-    log.info("features of %d symbols, %d rows (%s)", n_symbols, rows, used)
-    return FeaturesReport(n_symbols, rows, with_features, used)
+    seconds = time.perf_counter() - start
+    log.info(
+        "features of %d symbols, %d rows in %.1f s (%.0f rows/s, %s)",
+        stale, rows, seconds, rows / seconds if seconds else 0, used,
+    )
+    return FeaturesReport(len(symbols), stale, rows, with_features, used, seconds)

@@ -159,3 +159,26 @@ def test_one_partition_rematerialized_leaves_others_identical(
     )
     assert doubled[0][0] == pipeline.query(
         "SELECT count(*) FROM price_volume_table WHERE symbol = $s", {"s": target})[0][0]
+
+
+def test_unchanged_symbols_are_not_recomputed(sample_dir: Path, pipeline_factory) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+
+    def computed(result) -> tuple[int, int]:
+        meta = result.get_asset_materialization_events()[0].materialization.metadata
+        return meta["symbols_requested"].value, meta["symbols_computed"].value
+
+    keys = pipeline.instance.get_dynamic_partitions("symbols")
+    assert computed(pipeline.features()) == (len(keys), len(keys))
+    before = pipeline.query("SELECT * FROM features_table ORDER BY symbol, date")
+    assert computed(pipeline.features()) == (len(keys), 0)
+    assert pipeline.query("SELECT * FROM features_table ORDER BY symbol, date") == before
+
+    assert pipeline.ingest().success  # same archive again: same content, nothing to recompute
+    assert computed(pipeline.features()) == (len(keys), 0)
+    with duckdb.connect(pipeline.warehouse.database) as con:
+        con.execute("UPDATE price_volume_table SET adj_close = adj_close + 1 WHERE symbol = $s",
+                    {"s": keys[0]})
+    assert computed(pipeline.features()) == (len(keys), 1)
+    assert_matches_pandas(pipeline)

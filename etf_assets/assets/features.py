@@ -35,7 +35,9 @@ def features_table(
     - `adj_close_rolling_med`: median of `adj_close` (mean of the two middle values).
 
     One partition per symbol; a backfill of many symbols is one run. Writing partitions replaces
-    exactly those symbols' rows here and in Parquet stage 2 (`$ETF_DATA_DIR/parquet/features/`).
+    exactly those symbols' rows here and in Parquet stage 2 (`$ETF_DATA_DIR/parquet/features/`);
+    a symbol whose prices have not changed since its features were computed (same content hash)
+    is not recomputed.
     """
     symbols = list(context.partition_keys)
     context.log.info(f"computing features of {len(symbols)} symbols")
@@ -52,8 +54,11 @@ def features_table(
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "symbols_computed": report.symbols,
+            "symbols_requested": report.symbols_requested,
+            "symbols_computed": report.symbols_computed,
+            "symbols_unchanged": report.symbols_requested - report.symbols_computed,
             "rows_computed": report.rows,
+            "rows_per_second": round(report.rows / report.seconds) if report.seconds else 0,
             "rows_with_features": report.rows_with_features,
             "method": report.method,
             "parquet_stage": dg.MetadataValue.path(str(settings.features_stage)),

@@ -5,6 +5,7 @@ import dagster as dg
 from etf_assets.assets.features import features_table
 from etf_assets.assets.raw import raw_zip
 from etf_assets.assets.warehouse import price_volume_table, symbol_table
+from etf_assets.checks import ALL_CHECKS
 from etf_assets.jobs import features_job, ingest_job
 from etf_assets.resources import settings_from_env, warehouse_for
 
@@ -12,6 +13,7 @@ settings = settings_from_env()
 
 defs = dg.Definitions(
     assets=[raw_zip, price_volume_table, symbol_table, features_table],
+    asset_checks=ALL_CHECKS,
     jobs=[ingest_job, features_job],
     resources={"settings": settings, "duckdb": warehouse_for(settings)},
 )

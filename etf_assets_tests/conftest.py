@@ -66,8 +66,16 @@ class Pipeline:
         return {"settings": self.settings, "duckdb": self.warehouse}
 
     def materialize(self, keys: list[str], **kwargs: object) -> dg.ExecuteInJobResult:
+        """Materialize the assets named `keys` together with their asset checks."""
         assets = [defs.get_assets_def(key) for key in keys]
-        return dg.materialize(assets, resources=self.resources, instance=self.instance, **kwargs)
+        checks = [
+            check
+            for check in defs.asset_checks or []
+            if any(spec.asset_key.path[-1] in keys for spec in check.check_specs)
+        ]
+        return dg.materialize(
+            [*assets, *checks], resources=self.resources, instance=self.instance, **kwargs
+        )
 
     def ingest(self) -> dg.ExecuteInJobResult:
         return self.materialize(INGEST_KEYS)

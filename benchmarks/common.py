@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +25,19 @@ class Measurement:
     note: str = ""
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it does not survive exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _timed_child(fn: Callable[..., object], args: tuple) -> tuple[float, float, object]:
     start = time.perf_counter()
     result = fn(*args)
     seconds = time.perf_counter() - start
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, result
+    return seconds, _peak_rss_mb(), result
 
 
 def measure(label: str, fn: Callable[..., object], *args: object) -> tuple[Measurement, object]:

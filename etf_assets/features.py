@@ -22,6 +22,7 @@ import pyarrow as pa
 from etf_assets import sql
 from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, WINDOW_ROWS
 from etf_assets.parquet_stage import replace_symbols, stage_query
+from etf_assets.progress import logged_progress
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def stage_features(con: duckdb.DuckDBPyConnection, symbols: list[str], method: s
     )
     con.execute(sql.load("create_features_state"))
     con.execute(sql.load("find_stale_symbols"), {"features_version": FEATURES_VERSION})
-    con.execute(sql.load("stage_feature_input"))
+    with logged_progress(con, log, "sorting the rows of the changed symbols", len(symbols), "symbols"):
+        con.execute(sql.load("stage_feature_input"))
     if method == "auto":
         rows = con.execute("SELECT count(*) FROM feature_input").fetchone()[0]
         method = "kernel" if rows >= KERNEL_MIN_ROWS else "sql"
@@ -128,7 +130,8 @@ def write_features(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)")
-        con.execute(f"INSERT INTO {FEATURES_TABLE} SELECT * FROM new_features")
+        with logged_progress(con, log, "writing features_table", stale, "symbols"):
+            con.execute(f"INSERT INTO {FEATURES_TABLE} SELECT * FROM new_features")
         if stale:
             replace_symbols(
                 con, stage_query("new_features", FEATURE_COLUMNS), stage_dir, "stale_symbols"

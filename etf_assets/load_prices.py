@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from etf_assets import sql
 from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER, PRICE_VOLUME_TABLE
 from etf_assets import parquet_stage
 from etf_assets.parquet_stage import stage_query
+from etf_assets.progress import logged_progress
 from etf_assets.atomic_dir import publish
 from etf_assets.symbols_meta import Rejected, SymbolsMeta, read_symbols_meta, register_symbols_meta
 
@@ -129,12 +131,19 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
     pending = None
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(sql.load("scan_price_files"), {"paths": [f.path for f in files]})
+        start = time.monotonic()
+        with logged_progress(con, log, "reading price files", len(files), "files"):
+            con.execute(sql.load("scan_price_files"), {"paths": [f.path for f in files]})
+        scanned = _count(con, "SELECT count(*) FROM price_volume_table")
+        elapsed = max(time.monotonic() - start, 1e-9)
+        log.info(
+            "read %s rows of %s files in %.1f s (%s rows/s)",
+            f"{scanned:,}", f"{len(files):,}", elapsed, f"{scanned / elapsed:,.0f}",
+        )
         con.execute(sql.load("find_irregular_files"))
-        fast_rows = _count(con, "SELECT count(*) FROM price_volume_table")
         irregular_rows = _reload_irregular_files(con)
         con.execute(sql.load("create_rejected_rows"))
-        report = _report(con, len(files) + len(early_rejects), fast_rows - irregular_rows, meta)
+        report = _report(con, len(files) + len(early_rejects), scanned - irregular_rows, meta)
         pending = parquet_stage.write_pending(con, stage_query(PRICE_VOLUME_TABLE), stage_dir)
         con.execute("COMMIT")
     except BaseException:

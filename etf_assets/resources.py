@@ -91,6 +91,8 @@ class Warehouse(DuckDBResource):
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         con = self._connect()
+        # Progress is logged through etf_assets.progress, not drawn on the run worker's stdout.
+        con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
         try:
             yield con
         finally:

@@ -32,3 +32,22 @@ def table_metadata(
             query_markdown(con, preview_query or f"SELECT * FROM {table} LIMIT 5")
         ),
     }
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparklines(series: dict[str, list[float | None]]) -> str:
+    """Unicode sparklines of several series on one shared scale, as a markdown code block."""
+    values = [v for line in series.values() for v in line if v is not None]
+    if not values:
+        return "_no values_"
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    width = max(len(name) for name in series)
+    lines = [
+        f"{name:<{width}}  "
+        + "".join(" " if v is None else _BARS[int((v - low) / span * (len(_BARS) - 1))] for v in line)
+        for name, line in series.items()
+    ]
+    return "```\n" + "\n".join(lines) + f"\n{'':<{width}}  scale {low:,.0f} .. {high:,.0f}\n```"

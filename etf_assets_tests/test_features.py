@@ -183,3 +183,19 @@ def test_unchanged_symbols_are_not_recomputed(sample_dir: Path, pipeline_factory
                     {"s": keys[0]})
     assert computed(pipeline.features()) == (len(keys), 1)
     assert_matches_pandas(pipeline)
+
+
+def test_materialization_shows_volume_against_its_average(tmp_path: Path, pipeline_factory) -> None:
+    write_tiny_archive(tmp_path / "tiny")
+    pipeline = pipeline_factory(tmp_path / "tiny")
+    assert pipeline.ingest().success
+    meta = pipeline.features().get_asset_materialization_events()[0].materialization.metadata
+    chart = meta["volume_vs_moving_average"].value
+    volume_line = next(line for line in chart.splitlines() if line.startswith("volume "))
+    average_line = next(line for line in chart.splitlines() if line.startswith("vol_moving_avg"))
+    bars = volume_line.split("  ")[-1]
+    # T has 31 rows: volumes 1..31 rise from the lowest bar to the highest; the average exists
+    # for the last two rows only.
+    assert len(bars) == 31 and bars[0] == "▁" and bars[-1] == "█"
+    assert average_line.split("  ")[-1].strip() and len(average_line.split()) == 2
+    assert "**T**" in chart

@@ -3,12 +3,13 @@
 import warnings
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from etf_assets.assets.warehouse import WAREHOUSE_POOL
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
 from etf_assets.features import write_features
-from etf_assets.metadata import table_metadata
+from etf_assets.metadata import sparklines, table_metadata
 from etf_assets.partitions import symbols_partitions
 from etf_assets.resources import EtfSettings
 
@@ -51,6 +52,7 @@ def features_table(
                    WHERE symbol = (SELECT min(symbol) FROM requested_symbols)
                    ORDER BY date DESC LIMIT 5""",
         )
+        metadata["volume_vs_moving_average"] = dg.MetadataValue.md(_volume_chart(con))
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -64,3 +66,21 @@ def features_table(
             "parquet_stage": dg.MetadataValue.path(str(settings.features_stage)),
         }
     )
+
+
+def _volume_chart(con: duckdb.DuckDBPyConnection, days: int = 60) -> str:
+    """Volume against its moving average over the last `days` rows of the longest requested
+    symbol, as sparklines."""
+    rows = con.execute(
+        f"""WITH target AS (
+                SELECT symbol FROM {FEATURES_TABLE}
+                WHERE symbol IN (SELECT symbol FROM requested_symbols)
+                GROUP BY symbol ORDER BY count(*) DESC, symbol LIMIT 1)
+            SELECT symbol, volume, vol_moving_avg FROM (
+                SELECT * FROM {FEATURES_TABLE} WHERE symbol = (SELECT symbol FROM target)
+                ORDER BY date DESC LIMIT {int(days)}) ORDER BY date"""
+    ).fetchall()
+    if not rows:
+        return "_no rows_"
+    chart = sparklines({"volume": [r[1] for r in rows], "vol_moving_avg": [r[2] for r in rows]})
+    return f"**{rows[0][0]}**, last {len(rows)} trading days\n\n{chart}"

@@ -16,4 +16,6 @@ defs = dg.Definitions(
     asset_checks=ALL_CHECKS,
     jobs=[ingest_job, features_job],
     resources={"settings": settings, "duckdb": warehouse_for(settings)},
+    # One process per run: its steps take the warehouse's write lock one after another.
+    executor=dg.in_process_executor,
 )

@@ -12,6 +12,7 @@ import pytest
 
 from etf_assets.archive import ArchiveError, safe_extract
 from etf_assets.sources import KaggleError, download_from_kaggle, resolve_kind
+from etf_assets_tests.conftest import INGEST_KEYS as INGEST
 from etf_assets_tests.conftest import zip_folder_plain
 
 
@@ -138,3 +139,21 @@ def test_kaggle_source_downloads_through_the_kaggle_package(
     assert pipeline.query("SELECT count(DISTINCT symbol) FROM price_volume_table") == [(28,)]
     assert "not-a-real-key" not in io.StringIO(str(result.all_events)).getvalue()
     assert os.environ["KAGGLE_KEY"] == "not-a-real-key"
+
+
+def test_escaping_archive_fails_at_raw_zip_and_keeps_warehouse(
+    excerpt_dir: Path, pipeline_factory, tmp_path: Path
+) -> None:
+    pipeline = pipeline_factory(excerpt_dir)
+    assert pipeline.ingest().success
+    before = pipeline.query("SELECT count(*), sum(volume) FROM price_volume_table")
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.write(excerpt_dir / "symbols_valid_meta.csv", "symbols_valid_meta.csv")
+        zf.writestr("stocks/../../../../escaped.csv", "Date,Open,High,Low,Close,Adj Close,Volume\n")
+    pipeline.use_source(evil)
+    result = pipeline.materialize(INGEST, raise_on_error=False)
+    assert not result.success
+    assert "climbs out of the target folder" in failure_message(result)
+    assert not list(tmp_path.rglob("escaped.csv"))
+    assert pipeline.query("SELECT count(*), sum(volume) FROM price_volume_table") == before

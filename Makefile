@@ -24,6 +24,7 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m etf_assets -j ingest_job
 	$(BIN)/dagster job execute -m etf_assets -j features_job \
 		--tags "$$($(BIN)/python -m etf_assets.partition_range)"
+	$(BIN)/dagster job execute -m etf_assets -j train_job
 	$(BIN)/python -m etf_assets.summary
 
 test: install

@@ -3,18 +3,22 @@
 import dagster as dg
 
 from etf_assets.assets.features import features_table
+from etf_assets.assets.model import poly_model
 from etf_assets.assets.raw import raw_zip
 from etf_assets.assets.warehouse import price_volume_table, symbol_table
+from etf_assets.automation import SCHEDULES, SENSORS
 from etf_assets.checks import ALL_CHECKS
-from etf_assets.jobs import features_job, ingest_job
+from etf_assets.jobs import features_job, ingest_job, train_job
 from etf_assets.resources import settings_from_env, warehouse_for
 
 settings = settings_from_env()
 
 defs = dg.Definitions(
-    assets=[raw_zip, price_volume_table, symbol_table, features_table],
+    assets=[raw_zip, price_volume_table, symbol_table, features_table, poly_model],
     asset_checks=ALL_CHECKS,
-    jobs=[ingest_job, features_job],
+    jobs=[ingest_job, features_job, train_job],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
     resources={"settings": settings, "duckdb": warehouse_for(settings)},
     # One process per run: its steps take the warehouse's write lock one after another.
     executor=dg.in_process_executor,

@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 export ETF_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(ETF_DATA_DIR)/dagster_home
 HOST ?= 127.0.0.1
+# MLflow's telemetry client would try to reach the internet; nothing here may.
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .PHONY: install run test dev mlflow-ui serve bench lint clean
 
@@ -38,7 +40,7 @@ mlflow-ui: install
 		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(ETF_DATA_DIR)/mlflow.db}
 
 serve: install
-	$(BIN)/gunicorn --workers 2 --bind $(HOST):8000 'serving:create_app()'
+	$(BIN)/gunicorn --workers 2 --bind $(HOST):8000 --no-control-socket 'serving:create_app()'
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -4,8 +4,10 @@ setup(
     name="etf_assets",
     version="0.1.0",
     description="NASDAQ stock and ETF prices -> DuckDB warehouse, features, model and predictions",
-    packages=find_packages(exclude=["etf_assets_tests"]),
-    package_data={"etf_assets": ["sql/*.sql"], "serving": ["*.json"]},
+    packages=find_packages(
+        exclude=["etf_assets_tests", "serving.tests", "serving.tests.*", "benchmarks"]
+    ),
+    package_data={"etf_assets": ["sql/*.sql"]},
     python_requires=">=3.11",
     install_requires=[
         "dagster>=1.11",

@@ -14,6 +14,8 @@ from etf_assets.definitions import defs
 from etf_assets.resources import EtfSettings, warehouse_for
 from etf_assets.sample_archive import SampleSpec, generate_folder
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no test may reach another host
+
 EXCERPT = Path(
     os.environ.get("ETF_EXCERPT_DIR")
     or Path(__file__).resolve().parents[2] / "shared" / "data" / "kaggle-excerpt"

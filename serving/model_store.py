@@ -1,0 +1,131 @@
+"""Load the served model from the MLflow registry, once, into what the endpoints need."""
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from serving.predictor import Predictor, make_predictor
+
+log = logging.getLogger(__name__)
+
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model being served and where it came from (reported by ``GET /health``)."""
+
+    uri: str
+    name: str | None
+    version: str | None
+    run_id: str | None
+    loaded_at: datetime
+    predictor: Predictor
+
+
+@dataclass(frozen=True)
+class ModelUnavailable:
+    """Why no model is served; ``reason`` is safe to show to clients."""
+
+    uri: str
+    reason: str
+
+
+class NoServableModel(Exception):
+    """No servable model at the configured place; the message is safe to show to clients."""
+
+
+def load_model(model_uri: str, tracking_uri: str, features: tuple[str, ...]) -> LoadedModel:
+    """Load ``model_uri`` from the MLflow store at ``tracking_uri``.
+
+    A registry alias is resolved to its version first, so that the version reported is the
+    version served even if the alias moves meanwhile.
+
+    Raises:
+        NoServableModel: the store, the registered model, the alias or the version is missing, or
+            the model does not take ``features``.
+        Exception: anything else MLflow or the model loader raises.
+    """
+    import mlflow.artifacts
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    _require_store(tracking_uri)
+    name = version = run_id = None
+    source = model_uri
+    match = _REGISTRY_URI.match(model_uri)
+    if match:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        name = match["name"]
+        try:
+            if match["alias"]:
+                model_version = client.get_model_version_by_alias(name, match["alias"])
+            else:
+                model_version = client.get_model_version(name, match["version"])
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise NoServableModel(
+                    f"{model_uri} is not in the MLflow model registry; train and register a "
+                    "model first (make run)"
+                ) from exc
+            raise
+        version, run_id = str(model_version.version), model_version.run_id
+        source = client.get_model_version_download_uri(name, version)
+    local_path = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
+    model = mlflow.sklearn.load_model(local_path)
+    _check_features(model, features, model_uri)
+    return LoadedModel(
+        uri=model_uri,
+        name=name,
+        version=version,
+        run_id=run_id,
+        loaded_at=datetime.now(UTC),
+        predictor=make_predictor(model, features),
+    )
+
+
+def try_load_model(
+    model_uri: str, tracking_uri: str, features: tuple[str, ...]
+) -> LoadedModel | ModelUnavailable:
+    """:func:`load_model`, turning any failure into a :class:`ModelUnavailable` (and a log)."""
+    try:
+        loaded = load_model(model_uri, tracking_uri, features)
+    except NoServableModel as exc:
+        log.warning("No model served: %s", exc)
+        return ModelUnavailable(model_uri, str(exc))
+    except Exception:
+        log.exception("No model served: loading %s from %s failed", model_uri, tracking_uri)
+        return ModelUnavailable(model_uri, f"{model_uri} could not be loaded (see the server log)")
+    log.info(
+        "Serving %s (version %s, run %s) with the %s predictor",
+        model_uri,
+        loaded.version,
+        loaded.run_id,
+        loaded.predictor.kind,
+    )
+    return loaded
+
+
+def _require_store(tracking_uri: str) -> None:
+    """Refuse a SQLite store that does not exist (MLflow would create an empty one)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return
+    path = unquote(tracking_uri[len(prefix) :].split("?", 1)[0])
+    if path and path != ":memory:" and not Path(path).is_file():
+        raise NoServableModel("the MLflow store does not exist yet; train a model first (make run)")
+
+
+def _check_features(model: Any, features: tuple[str, ...], model_uri: str) -> None:
+    """Refuse a model fitted on other columns than the API's inputs, in the API's order."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and tuple(names) != features:
+        raise NoServableModel(f"{model_uri} takes the features {list(names)}, not {list(features)}")
+    count = getattr(model, "n_features_in_", len(features))
+    if count != len(features):
+        raise NoServableModel(f"{model_uri} takes {count} features, not {len(features)}")

@@ -4,8 +4,6 @@ in the same run, with a check that all three agree on a sample of symbols."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import numpy as np
 
@@ -22,7 +20,9 @@ SAMPLE_SYMBOLS = 50
 def run_pipeline_features() -> str:
     with duckdb.connect(str(WAREHOUSE)) as con:
         con.execute("DROP TABLE IF EXISTS features_table")
-        symbols = [r[0] for r in con.execute("SELECT DISTINCT symbol FROM price_volume_table").fetchall()]
+        symbols = [
+            r[0] for r in con.execute("SELECT DISTINCT symbol FROM price_volume_table").fetchall()
+        ]
         return write_features(con, symbols, OUT / "pipeline_stage").method
 
 
@@ -56,9 +56,13 @@ def run_polars() -> None:
 def check_agreement() -> str:
     """Compare the three results on a sample of symbols; return a one-line verdict."""
     con = duckdb.connect()
-    symbols = [r[0] for r in con.execute(
-        f"SELECT DISTINCT \"Symbol\" FROM read_parquet('{OUT}/pipeline_stage/*.parquet') "
-        f"USING SAMPLE {SAMPLE_SYMBOLS} ROWS (reservoir, 7)").fetchall()]
+    symbols = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT \"Symbol\" FROM read_parquet('{OUT}/pipeline_stage/*.parquet') "
+            f"USING SAMPLE {SAMPLE_SYMBOLS} ROWS (reservoir, 7)"
+        ).fetchall()
+    ]
     queries = {
         "pipeline": f"""SELECT "Symbol", "Date", vol_moving_avg, adj_close_rolling_med
                         FROM read_parquet('{OUT}/pipeline_stage/*.parquet')""",
@@ -68,9 +72,13 @@ def check_agreement() -> str:
                       FROM read_parquet('{OUT}/polars.parquet')""",
     }
     results = {
-        name: np.array(con.execute(
-            f"SELECT * FROM ({q}) WHERE 1=1 AND #1 IN (SELECT unnest($s)) ORDER BY #1, #2",
-            {"s": symbols}).fetchall(), dtype=object)
+        name: np.array(
+            con.execute(
+                f"SELECT * FROM ({q}) WHERE 1=1 AND #1 IN (SELECT unnest($s)) ORDER BY #1, #2",
+                {"s": symbols},
+            ).fetchall(),
+            dtype=object,
+        )
         for name, q in queries.items()
     }
     base = results["pipeline"]

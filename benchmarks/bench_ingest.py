@@ -62,7 +62,9 @@ def run_polars(folder: Path) -> int:
     work = _fresh("polars")
     files, _ = list_price_files(folder)
     frame = pl.scan_csv(
-        [f.path for f in files], include_file_paths="path", ignore_errors=True,
+        [f.path for f in files],
+        include_file_paths="path",
+        ignore_errors=True,
         schema_overrides={"Volume": pl.Float64},
     )
     frame.sink_parquet(work / "prices.parquet")

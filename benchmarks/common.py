@@ -58,8 +58,10 @@ def full_scale_archive() -> tuple[Path, Path]:
         generate_folder(FULL_SCALE, folder)
         generated = time.perf_counter() - start
         zip_folder(folder, archive)
-        print(f"generated {folder} in {generated:.0f} s, zipped in "
-              f"{time.perf_counter() - start - generated:.0f} s")
+        print(
+            f"generated {folder} in {generated:.0f} s, zipped in "
+            f"{time.perf_counter() - start - generated:.0f} s"
+        )
         stamp.write_text(wanted)
     return folder, archive
 
@@ -70,4 +72,6 @@ def print_table(title: str, rows: list[Measurement], reference: str) -> None:
     print(f"\n{title}")
     print(f"  {'':44} {'seconds':>8} {'vs ' + reference[:14]:>18} {'peak MB':>9}")
     for m in rows:
-        print(f"  {m.label:44} {m.seconds:8.1f} {m.seconds / base:17.2f}x {m.peak_mb:9.0f}  {m.note}")
+        print(
+            f"  {m.label:44} {m.seconds:8.1f} {m.seconds / base:17.2f}x {m.peak_mb:9.0f}  {m.note}"
+        )

@@ -46,7 +46,9 @@ def check_archive(archive: Path) -> list[zipfile.ZipInfo]:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveError(f"{archive} is not a readable zip archive (corrupt or truncated): {exc}") from exc
+        raise ArchiveError(
+            f"{archive} is not a readable zip archive (corrupt or truncated): {exc}"
+        ) from exc
     if len(infos) > MAX_ARCHIVE_MEMBERS:
         raise ArchiveError(f"{archive} has {len(infos)} members, more than {MAX_ARCHIVE_MEMBERS}")
     for info in infos:
@@ -54,7 +56,10 @@ def check_archive(archive: Path) -> list[zipfile.ZipInfo]:
             raise ArchiveError(f"{archive}: member {info.filename!r} {reason}; refusing to extract")
     unpacked = sum(info.file_size for info in infos)
     packed = archive.stat().st_size
-    if unpacked > MAX_UNPACKED_BYTES or unpacked > MAX_UNPACK_RATIO * packed + _RATIO_ALLOWANCE_BYTES:
+    if (
+        unpacked > MAX_UNPACKED_BYTES
+        or unpacked > MAX_UNPACK_RATIO * packed + _RATIO_ALLOWANCE_BYTES
+    ):
         raise ArchiveError(
             f"{archive} would unpack to {unpacked:,} bytes from {packed:,}: "
             f"more than {MAX_UNPACK_RATIO}x its size or {MAX_UNPACKED_BYTES:,} bytes (a zip bomb?)"
@@ -84,7 +89,9 @@ def safe_extract(
     try:
         chunks = [members[i::_EXTRACT_THREADS] for i in range(_EXTRACT_THREADS)]
         with ThreadPoolExecutor(_EXTRACT_THREADS) as pool:
-            for done in [pool.submit(_extract_members, archive, chunk, pending) for chunk in chunks]:
+            for done in [
+                pool.submit(_extract_members, archive, chunk, pending) for chunk in chunks
+            ]:
                 done.result()
         if validate is not None:
             validate(pending)
@@ -99,7 +106,9 @@ def safe_extract(
 
 def find_dataset_root(folder: Path) -> Path:
     """The folder holding `symbols_valid_meta.csv`: `folder` itself or one level below it."""
-    candidates = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []
+    candidates = (
+        [folder, *sorted(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []
+    )
     for candidate in candidates:
         if (candidate / META_FILE).is_file():
             return candidate

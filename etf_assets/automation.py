@@ -37,8 +37,10 @@ def archive_fingerprint(source: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in entries if p.is_file()):
         stat = path.stat()
-        digest.update(f"{path.relative_to(source) if path != source else path.name}"
-                      f"|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        digest.update(
+            f"{path.relative_to(source) if path != source else path.name}"
+            f"|{stat.st_size}|{stat.st_mtime_ns}\n".encode()
+        )
     return digest.hexdigest()[:16]
 
 

@@ -20,9 +20,7 @@ def _stage_rows(con: duckdb.DuckDBPyConnection, stage: Path) -> int:
     ).fetchone()[0]
 
 
-def _stage_matches(
-    con: duckdb.DuckDBPyConnection, table: str, stage: Path
-) -> dg.AssetCheckResult:
+def _stage_matches(con: duckdb.DuckDBPyConnection, table: str, stage: Path) -> dg.AssetCheckResult:
     table_rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     stage_rows = _stage_rows(con, stage)
     return dg.AssetCheckResult(

@@ -58,7 +58,9 @@ def rolling_features(
     if n >= WINDOW_ROWS:
         # An exact integer window sum, divided once: the same value DuckDB's AVG(BIGINT) gives.
         running = np.concatenate(([0], np.cumsum(volume, dtype=np.int64)))
-        moving_avg[WINDOW_ROWS - 1 :] = (running[WINDOW_ROWS:] - running[:-WINDOW_ROWS]) / WINDOW_ROWS
+        moving_avg[WINDOW_ROWS - 1 :] = (
+            running[WINDOW_ROWS:] - running[:-WINDOW_ROWS]
+        ) / WINDOW_ROWS
     rolling_med = bottleneck.move_median(adj_close.astype(np.float64, copy=False), WINDOW_ROWS)
     starts = np.repeat(np.cumsum(symbol_lengths) - symbol_lengths, symbol_lengths)
     too_early = np.arange(n) - starts < WINDOW_ROWS - 1
@@ -69,8 +71,12 @@ def rolling_features(
 
 def _stage_with_kernel(con: duckdb.DuckDBPyConnection) -> None:
     lengths = np.array(
-        [row[0] for row in con.execute(
-            "SELECT count(*) FROM feature_input GROUP BY symbol ORDER BY symbol").fetchall()],
+        [
+            row[0]
+            for row in con.execute(
+                "SELECT count(*) FROM feature_input GROUP BY symbol ORDER BY symbol"
+            ).fetchall()
+        ],
         dtype=np.int64,
     )
     columns = con.sql("SELECT volume, adj_close FROM feature_input").fetchnumpy()
@@ -100,12 +106,15 @@ def stage_features(con: duckdb.DuckDBPyConnection, symbols: list[str], method: s
     and return the method used: "sql", "kernel", or for "auto" the kernel from KERNEL_MIN_ROWS on.
     """
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE requested_symbols AS SELECT unnest($symbols::VARCHAR[]) AS symbol",
+        "CREATE OR REPLACE TEMP TABLE requested_symbols AS "
+        "SELECT unnest($symbols::VARCHAR[]) AS symbol",
         {"symbols": symbols},
     )
     con.execute(sql.load("create_features_state"))
     con.execute(sql.load("find_stale_symbols"), {"features_version": FEATURES_VERSION})
-    with logged_progress(con, log, "sorting the rows of the changed symbols", len(symbols), "symbols"):
+    with logged_progress(
+        con, log, "sorting the rows of the changed symbols", len(symbols), "symbols"
+    ):
         con.execute(sql.load("stage_feature_input"))
     if method == "auto":
         rows = con.execute("SELECT count(*) FROM feature_input").fetchone()[0]
@@ -129,7 +138,9 @@ def write_features(
     log.info("%d of %d symbols changed since their features were computed", stale, len(symbols))
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)")
+        con.execute(
+            f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)"
+        )
         with logged_progress(con, log, "writing features_table", stale, "symbols"):
             con.execute(f"INSERT INTO {FEATURES_TABLE} SELECT * FROM new_features")
         if stale:
@@ -147,6 +158,10 @@ def write_features(
     seconds = time.perf_counter() - start
     log.info(
         "features of %d symbols, %d rows in %.1f s (%.0f rows/s, %s)",
-        stale, rows, seconds, rows / seconds if seconds else 0, used,
+        stale,
+        rows,
+        seconds,
+        rows / seconds if seconds else 0,
+        used,
     )
     return FeaturesReport(len(symbols), stale, rows, with_features, used, seconds)

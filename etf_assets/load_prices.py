@@ -14,12 +14,11 @@ from pathlib import Path
 
 import duckdb
 
-from etf_assets import sql
+from etf_assets import parquet_stage, sql
+from etf_assets.atomic_dir import publish
 from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER, PRICE_VOLUME_TABLE
-from etf_assets import parquet_stage
 from etf_assets.parquet_stage import stage_query
 from etf_assets.progress import logged_progress
-from etf_assets.atomic_dir import publish
 from etf_assets.symbols_meta import Rejected, SymbolsMeta, read_symbols_meta, register_symbols_meta
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,10 @@ def list_price_files(root: Path) -> tuple[list[PriceFile], list[Rejected]]:
 
 
 def _register_inputs(
-    con: duckdb.DuckDBPyConnection, files: list[PriceFile], meta: SymbolsMeta, rejected: list[Rejected]
+    con: duckdb.DuckDBPyConnection,
+    files: list[PriceFile],
+    meta: SymbolsMeta,
+    rejected: list[Rejected],
 ) -> None:
     register_symbols_meta(con, meta)
     con.execute(
@@ -138,7 +140,10 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
         elapsed = max(time.monotonic() - start, 1e-9)
         log.info(
             "read %s rows of %s files in %.1f s (%s rows/s)",
-            f"{scanned:,}", f"{len(files):,}", elapsed, f"{scanned / elapsed:,.0f}",
+            f"{scanned:,}",
+            f"{len(files):,}",
+            elapsed,
+            f"{scanned / elapsed:,.0f}",
         )
         con.execute(sql.load("find_irregular_files"))
         irregular_rows = _reload_irregular_files(con)
@@ -173,7 +178,8 @@ def _reload_irregular_files(con: duckdb.DuckDBPyConnection) -> int:
         con.execute(sql.load("stage_price_lines"), {"paths": paths})
     else:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE price_lines (file_id BIGINT, line_number BIGINT, line VARCHAR)"
+            "CREATE OR REPLACE TEMP TABLE price_lines "
+            "(file_id BIGINT, line_number BIGINT, line VARCHAR)"
         )
     con.execute(sql.load("find_rejected_files"))
     con.execute(sql.load("parse_price_lines"))
@@ -188,7 +194,9 @@ def _report(
     report = LoadReport(
         files=files,
         files_rejected=_count(
-            con, f"SELECT count(*) FROM rejected_rows WHERE line_number IS NULL AND file <> '{META_FILE}'"
+            con,
+            "SELECT count(*) FROM rejected_rows "
+            f"WHERE line_number IS NULL AND file <> '{META_FILE}'",
         ),
         rows_in_archive=fast_rows + _count(con, "SELECT count(*) FROM parsed_prices"),
         rows_loaded=_count(con, "SELECT count(*) FROM price_volume_table"),
@@ -213,6 +221,7 @@ def _report(
     if accounted != report.rows_in_archive:
         raise AccountingError(
             f"loaded {report.rows_loaded} + rejected {report.rows_rejected} + blank "
-            f"{report.blank_rows_skipped} = {accounted}, but the archive has {report.rows_in_archive} rows"
+            f"{report.blank_rows_skipped} = {accounted}, "
+            f"but the archive has {report.rows_in_archive} rows"
         )
     return report

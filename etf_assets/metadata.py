@@ -47,7 +47,9 @@ def sparklines(series: dict[str, list[float | None]]) -> str:
     width = max(len(name) for name in series)
     lines = [
         f"{name:<{width}}  "
-        + "".join(" " if v is None else _BARS[int((v - low) / span * (len(_BARS) - 1))] for v in line)
+        + "".join(
+            " " if v is None else _BARS[int((v - low) / span * (len(_BARS) - 1))] for v in line
+        )
         for name, line in series.items()
     ]
     return "```\n" + "\n".join(lines) + f"\n{'':<{width}}  scale {low:,.0f} .. {high:,.0f}\n```"

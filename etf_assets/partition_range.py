@@ -1,6 +1,7 @@
 """Print the run tags that select every registered symbol partition, for `dagster job execute`.
 
-    dagster job execute -m etf_assets -j features_job --tags "$(python -m etf_assets.partition_range)"
+    dagster job execute -m etf_assets -j features_job \\
+        --tags "$(python -m etf_assets.partition_range)"
 
 `symbol_table` registers the keys, so run `ingest_job` first; the CLI cannot create them.
 """
@@ -16,7 +17,9 @@ from etf_assets.constants import SYMBOLS_PARTITIONS
 def range_tags(instance: dg.DagsterInstance) -> dict[str, str]:
     keys = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS)
     if not keys:
-        raise SystemExit("no symbol partitions yet: run `dagster job execute -m etf_assets -j ingest_job`")
+        raise SystemExit(
+            "no symbol partitions yet: run `dagster job execute -m etf_assets -j ingest_job`"
+        )
     return {
         "dagster/asset_partition_range_start": keys[0],
         "dagster/asset_partition_range_end": keys[-1],

@@ -31,7 +31,11 @@ def logged_progress(
             if percent >= 0:
                 log.info(
                     "%s: ~%s of %s %s (%.0f%%, %.0f s)",
-                    what, f"{round(percent / 100 * total):,}", f"{total:,}", unit, percent,
+                    what,
+                    f"{round(percent / 100 * total):,}",
+                    f"{total:,}",
+                    unit,
+                    percent,
                     time.monotonic() - start,
                 )
 

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
-
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from etf_assets.constants import FEATURES_STAGE, PRICES_STAGE, WAREHOUSE_FILE

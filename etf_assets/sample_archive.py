@@ -1,4 +1,4 @@
-"""Deterministic, Kaggle-shaped archive of the stock-market dataset, for offline runs and benchmarks.
+"""A deterministic, Kaggle-shaped archive of the stock-market dataset, for tests and benchmarks.
 
 The same arguments give byte-identical files. By default the archive carries the quirks of the real
 data that loaders must survive (see `Quirks`); `--no-quirks` gives a clean archive.
@@ -107,7 +107,7 @@ def _plan(spec: SampleSpec) -> tuple[list[_Symbol], Quirks]:
         name = (
             f"{words[0]} {words[1]} Select Sector ETF"
             if is_etf
-            else f'{words[0]} {words[1]}{", Inc." if rng.random() < 0.5 else ""} Common Stock'
+            else f"{words[0]} {words[1]}{', Inc.' if rng.random() < 0.5 else ''} Common Stock"
         )
         symbols.append(
             _Symbol(
@@ -123,7 +123,9 @@ def _plan(spec: SampleSpec) -> tuple[list[_Symbol], Quirks]:
 
     quirks = Quirks()
     if use_quirks:
-        generic_stocks = [s.stem for s in symbols if not s.is_etf and s.stem not in QUIRK_STOCK_STEMS]
+        generic_stocks = [
+            s.stem for s in symbols if not s.is_etf and s.stem not in QUIRK_STOCK_STEMS
+        ]
         etfs = [s.stem for s in symbols if s.is_etf]
         quirks = Quirks(
             blank_rows=generic_stocks[0],
@@ -188,7 +190,9 @@ def _blank_and_float_volumes(path: Path) -> None:
     out = [header]
     for i, line in enumerate(rows):
         fields = line.split(",")
-        out.append(f"{fields[0]},,,,,," if i in blank_at else ",".join(fields[:-1] + [fields[-1] + ".0"]))
+        out.append(
+            f"{fields[0]},,,,,," if i in blank_at else ",".join(fields[:-1] + [fields[-1] + ".0"])
+        )
     path.write_text("\n".join(out) + "\n")
 
 
@@ -258,7 +262,9 @@ def zip_folder(root: Path, archive: Path, compresslevel: int = 1) -> None:
 
 def generate_zip(spec: SampleSpec, archive: Path) -> Quirks:
     """Write the archive as a zip file at `archive` and return its quirks."""
-    with tempfile.TemporaryDirectory(dir=archive.parent if archive.parent.exists() else None) as tmp:
+    with tempfile.TemporaryDirectory(
+        dir=archive.parent if archive.parent.exists() else None
+    ) as tmp:
         quirks = generate_folder(spec, Path(tmp))
         zip_folder(Path(tmp), archive)
     return quirks

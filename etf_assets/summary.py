@@ -22,7 +22,7 @@ def main() -> None:
                 print(f"    {table:<20} {rows:>12,} rows")
     print(f"  parquet     {settings.prices_stage}  (stage 1)")
     print(f"              {settings.features_stage}  (stage 2)")
-    print(f"  dagster     runs in DAGSTER_HOME; browse them with `make dev`")
+    print("  dagster     runs in DAGSTER_HOME; browse them with `make dev`")
 
 
 if __name__ == "__main__":

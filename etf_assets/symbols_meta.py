@@ -78,6 +78,8 @@ def read_symbols_meta(path: Path) -> SymbolsMeta:
 
 def register_symbols_meta(con: duckdb.DuckDBPyConnection, meta: SymbolsMeta) -> None:
     """Expose the meta rows as the temp table `symbols_meta` (all VARCHAR, snake_case)."""
-    columns = {name: [fields[i] for _, fields in meta.rows] for i, name in enumerate(SYMBOL_TABLE_COLUMNS)}
+    columns = {
+        name: [fields[i] for _, fields in meta.rows] for i, name in enumerate(SYMBOL_TABLE_COLUMNS)
+    }
     selects = ", ".join(f"unnest(${name}) AS {name}" for name in SYMBOL_TABLE_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE symbols_meta AS SELECT {selects}", columns)

@@ -82,7 +82,9 @@ def test_missing_meta_file_fails_at_raw_zip(excerpt_dir: Path, pipeline_factory,
 
 
 def test_unknown_source_names_the_setting(pipeline_factory, tmp_path: Path) -> None:
-    result = pipeline_factory(tmp_path / "nowhere.zip").materialize(["raw_zip"], raise_on_error=False)
+    result = pipeline_factory(tmp_path / "nowhere.zip").materialize(
+        ["raw_zip"], raise_on_error=False
+    )
     assert not result.success
     assert "nowhere.zip" in failure_message(result)
 
@@ -134,7 +136,9 @@ def test_kaggle_source_downloads_through_the_kaggle_package(
     pipeline = pipeline_factory("kaggle")
     result = pipeline.ingest()
     assert calls == ["jacksoncrow/stock-market-dataset"]
-    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_zip"]]
+    [raw] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_zip"]
+    ]
     assert raw.materialization.metadata["source"].value == "kaggle"
     assert pipeline.query("SELECT count(DISTINCT symbol) FROM price_volume_table") == [(28,)]
     assert "not-a-real-key" not in io.StringIO(str(result.all_events)).getvalue()

@@ -20,7 +20,10 @@ def test_checks_pass_on_real_data_and_count_ohlc_oddities(excerpt_dir: Path, pip
     pipeline = pipeline_factory(excerpt_dir)
     ingest = check_results(pipeline.ingest())
     assert set(ingest) == {
-        "unique_symbol_date", "no_null_keys", "ohlc_sanity", "prices_stage_matches_table"
+        "unique_symbol_date",
+        "no_null_keys",
+        "ohlc_sanity",
+        "prices_stage_matches_table",
     }
     assert all(passed for passed, _ in ingest.values())
     expected_low_above_open = pipeline.query(
@@ -31,7 +34,9 @@ def test_checks_pass_on_real_data_and_count_ohlc_oddities(excerpt_dir: Path, pip
 
     features = check_results(pipeline.features())
     assert set(features) == {
-        "every_symbol_has_features", "first_29_rows_are_null", "features_stage_matches_table"
+        "every_symbol_has_features",
+        "first_29_rows_are_null",
+        "features_stage_matches_table",
     }
     assert all(passed for passed, _ in features.values()), features
 

@@ -25,14 +25,22 @@ def cli_env(data_dir: Path, source: Path) -> dict[str, str]:
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    return {**os.environ, "ETF_DATA_DIR": str(data_dir), "ETF_SOURCE": str(source),
-            "DAGSTER_HOME": str(home)}
+    return {
+        **os.environ,
+        "ETF_DATA_DIR": str(data_dir),
+        "ETF_SOURCE": str(source),
+        "DAGSTER_HOME": str(home),
+    }
 
 
 def start_materialize(env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [DAGSTER, "asset", "materialize", "-m", "etf_assets", "--select", SELECT],
-        cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 

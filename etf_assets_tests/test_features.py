@@ -46,7 +46,9 @@ def pandas_features(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.sort_values(["symbol", "date"]).reset_index(drop=True)
     grouped = frame.groupby("symbol", sort=False)
     frame["expected_avg"] = grouped["volume"].rolling(30).mean().reset_index(level=0, drop=True)
-    frame["expected_med"] = grouped["adj_close"].rolling(30).median().reset_index(level=0, drop=True)
+    frame["expected_med"] = (
+        grouped["adj_close"].rolling(30).median().reset_index(level=0, drop=True)
+    )
     return frame
 
 
@@ -59,7 +61,9 @@ def assert_matches_pandas(pipeline) -> int:
         checked["adj_close_rolling_med"].isna(), checked["expected_med"].isna()
     )
     np.testing.assert_allclose(checked["vol_moving_avg"], checked["expected_avg"], rtol=1e-12)
-    np.testing.assert_allclose(checked["adj_close_rolling_med"], checked["expected_med"], rtol=1e-12)
+    np.testing.assert_allclose(
+        checked["adj_close_rolling_med"], checked["expected_med"], rtol=1e-12
+    )
     return len(checked)
 
 
@@ -103,7 +107,8 @@ def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory
                 FROM read_parquet('{stage}/**/*.parquet') ORDER BY 1, 2"""
         ).fetchall()
     assert staged == pipeline.query(
-        "SELECT symbol, date, vol_moving_avg, adj_close_rolling_med FROM features_table ORDER BY 1, 2"
+        "SELECT symbol, date, vol_moving_avg, adj_close_rolling_med FROM features_table "
+        "ORDER BY 1, 2"
     )
 
 
@@ -143,14 +148,18 @@ def test_one_partition_rematerialized_leaves_others_identical(
         stage_before = con.execute(stage_sql, {"s": target}).fetchall()
 
     with duckdb.connect(pipeline.warehouse.database) as con:  # new prices for one symbol
-        con.execute("UPDATE price_volume_table SET volume = volume * 2 WHERE symbol = $s", {"s": target})
+        con.execute(
+            "UPDATE price_volume_table SET volume = volume * 2 WHERE symbol = $s", {"s": target}
+        )
     result = pipeline.materialize(["features_table"], partition_key=target)
     assert result.success
 
     assert pipeline.query(others_sql, {"s": target}) == others_before
     with duckdb.connect() as con:
         assert con.execute(stage_sql, {"s": target}).fetchall() == stage_before
-        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet('{stage_glob}')").fetchone()[0]
+        staged_rows = con.execute(f"SELECT count(*) FROM read_parquet('{stage_glob}')").fetchone()[
+            0
+        ]
     assert staged_rows == pipeline.query("SELECT count(*) FROM features_table")[0][0]
     assert_matches_pandas(pipeline)  # the target's features follow its doubled volumes
     doubled = pipeline.query(
@@ -158,8 +167,12 @@ def test_one_partition_rematerialized_leaves_others_identical(
         "WHERE symbol = $s AND f.volume = p.volume",
         {"s": target},
     )
-    assert doubled[0][0] == pipeline.query(
-        "SELECT count(*) FROM price_volume_table WHERE symbol = $s", {"s": target})[0][0]
+    assert (
+        doubled[0][0]
+        == pipeline.query(
+            "SELECT count(*) FROM price_volume_table WHERE symbol = $s", {"s": target}
+        )[0][0]
+    )
 
 
 def test_unchanged_symbols_are_not_recomputed(sample_dir: Path, pipeline_factory) -> None:
@@ -179,8 +192,10 @@ def test_unchanged_symbols_are_not_recomputed(sample_dir: Path, pipeline_factory
     assert pipeline.ingest().success  # same archive again: same content, nothing to recompute
     assert computed(pipeline.features()) == (len(keys), 0)
     with duckdb.connect(pipeline.warehouse.database) as con:
-        con.execute("UPDATE price_volume_table SET adj_close = adj_close + 1 WHERE symbol = $s",
-                    {"s": keys[0]})
+        con.execute(
+            "UPDATE price_volume_table SET adj_close = adj_close + 1 WHERE symbol = $s",
+            {"s": keys[0]},
+        )
     assert computed(pipeline.features()) == (len(keys), 1)
     assert_matches_pandas(pipeline)
 

@@ -53,23 +53,32 @@ def test_excerpt_every_row_accounted_for(excerpt_dir: Path, pipeline_factory) ->
     meta = metadata_of(result, "price_volume_table")
     assert meta["blank_rows_skipped"] == 1
     assert meta["rows_rejected"] == 0
-    assert meta["dagster/row_count"] + meta["rows_rejected"] + meta["blank_rows_skipped"] == (
-        meta["rows_in_archive"]
-    ) == expected.data_lines == 113_955
+    assert (
+        meta["dagster/row_count"] + meta["rows_rejected"] + meta["blank_rows_skipped"]
+        == (meta["rows_in_archive"])
+        == expected.data_lines
+        == 113_955
+    )
     # Open 0.0 is a real price; float-written volumes are whole numbers.
     assert pipeline.query(
         "SELECT open, volume FROM price_volume_table WHERE symbol = 'HBAN' AND date = '1980-03-17'"
     ) == [(0.0, 14800)]
-    assert [d[1] for d in pipeline.query("DESCRIBE price_volume_table")] == [t for _, t in TABLE_TYPES]
+    assert [d[1] for d in pipeline.query("DESCRIBE price_volume_table")] == [
+        t for _, t in TABLE_TYPES
+    ]
 
 
 def test_excerpt_symbol_table_and_partitions(excerpt_dir: Path, pipeline_factory) -> None:
     pipeline = pipeline_factory(excerpt_dir)
     assert pipeline.ingest().success
-    assert pipeline.query("SELECT count(*), count(DISTINCT symbol) FROM symbol_table") == [(8049, 8049)]
-    assert sorted(pipeline.query(
-        "SELECT symbol, listing_symbol FROM symbol_table WHERE listing_symbol = 'UTX'"
-    )) == [("UTX", "UTX"), ("UTX#", "UTX")]
+    assert pipeline.query("SELECT count(*), count(DISTINCT symbol) FROM symbol_table") == [
+        (8049, 8049)
+    ]
+    assert sorted(
+        pipeline.query(
+            "SELECT symbol, listing_symbol FROM symbol_table WHERE listing_symbol = 'UTX'"
+        )
+    ) == [("UTX", "UTX"), ("UTX#", "UTX")]
     assert pipeline.query(
         "SELECT symbol, is_etf, price_rows FROM symbol_table WHERE symbol IN ('VTI', 'LGF.B') "
         "ORDER BY symbol"
@@ -92,8 +101,13 @@ def test_sample_quirks_land_where_design_says(sample_dir: Path, pipeline_factory
     assert {f for f, n, _ in rejected if n is None} == expected.rejected_files
     assert len(expected.rejected_lines) == 5 and len(expected.rejected_files) == 1
     reasons = " | ".join(r for _, _, r in rejected)
-    for words in ("Date: not a date", "Volume: negative", "High: not a number", "duplicate date",
-                  "not UTF-8 text"):
+    for words in (
+        "Date: not a date",
+        "Volume: negative",
+        "High: not a number",
+        "duplicate date",
+        "not UTF-8 text",
+    ):
         assert words in reasons
 
     meta = metadata_of(result, "price_volume_table")
@@ -126,7 +140,7 @@ def test_parquet_stage_has_exact_schema_and_rows(sample_dir: Path, pipeline_fact
     stage = pipeline.settings.prices_stage
     with duckdb.connect() as con:
         relation = con.sql(f"SELECT * FROM read_parquet('{stage}/**/*.parquet')")
-        assert list(zip(relation.columns, map(str, relation.types))) == STAGE_TYPES
+        assert list(zip(relation.columns, map(str, relation.types), strict=True)) == STAGE_TYPES
         staged = con.sql(
             f"""SELECT "Symbol", "Date"::DATE, "Open", "High", "Low", "Close", "Adj Close", "Volume"
                 FROM read_parquet('{stage}/**/*.parquet')"""
@@ -147,7 +161,8 @@ def test_rematerializing_is_idempotent(sample_dir: Path, pipeline_factory) -> No
     assert pipeline.ingest().success
     assert sorted(pipeline.query("SELECT * FROM price_volume_table")) == first
     assert pipeline.query(
-        "SELECT count(*) FROM (SELECT symbol, date FROM price_volume_table GROUP BY ALL HAVING count(*) > 1)"
+        "SELECT count(*) FROM (SELECT symbol, date FROM price_volume_table "
+        "GROUP BY ALL HAVING count(*) > 1)"
     ) == [(0,)]
 
 
@@ -170,7 +185,9 @@ def test_failed_load_leaves_previous_table_and_stage(
     result = pipeline.materialize(["raw_zip", "price_volume_table"], raise_on_error=False)
     assert not result.success
     assert sorted(pipeline.query("SELECT * FROM price_volume_table")) == before
-    assert {p: p.read_bytes() for p in pipeline.settings.prices_stage.rglob("*.parquet")} == stage_files
+    assert {
+        p: p.read_bytes() for p in pipeline.settings.prices_stage.rglob("*.parquet")
+    } == stage_files
 
 
 def test_reads_a_zip_with_a_top_level_folder(excerpt_dir: Path, pipeline_factory, tmp_path) -> None:

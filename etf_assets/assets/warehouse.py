@@ -4,7 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from etf_assets import sql
-from etf_assets.constants import PRICE_VOLUME_TABLE, REJECTED_ROWS_TABLE, SYMBOL_TABLE, META_FILE
+from etf_assets.constants import META_FILE, PRICE_VOLUME_TABLE, REJECTED_ROWS_TABLE, SYMBOL_TABLE
 from etf_assets.load_prices import load_prices
 from etf_assets.manifest import dataset_root
 from etf_assets.metadata import query_markdown, table_metadata
@@ -80,10 +80,14 @@ def symbol_table(
     with duckdb.get_connection() as con:
         register_symbols_meta(con, meta)
         con.execute(sql.load("create_symbol_table"))
-        symbols = {row[0] for row in con.execute(
-            f"SELECT DISTINCT symbol FROM {PRICE_VOLUME_TABLE}").fetchall()}
+        symbols = {
+            row[0]
+            for row in con.execute(f"SELECT DISTINCT symbol FROM {PRICE_VOLUME_TABLE}").fetchall()
+        }
         metadata = table_metadata(con, SYMBOL_TABLE)
-        without_rows = con.execute(f"SELECT count(*) FROM {SYMBOL_TABLE} WHERE price_rows = 0").fetchone()[0]
+        without_rows = con.execute(
+            f"SELECT count(*) FROM {SYMBOL_TABLE} WHERE price_rows = 0"
+        ).fetchone()[0]
     added, removed = sync_symbol_partitions(context.instance, symbols)
     context.log.info(f"symbols partitions: {len(symbols)} keys ({added} added, {removed} removed)")
     return dg.MaterializeResult(

@@ -20,6 +20,7 @@ setup(
         "bottleneck>=1.3",
         "pyarrow>=14",
         "scikit-learn>=1.5",
+        "threadpoolctl>=3",
         "mlflow>=3.1",
         "matplotlib>=3.8",
         "flask>=3.0",

@@ -1,6 +1,7 @@
--- Model rows of features_table (both features finite), the previous row's features and the random split.
--- lag_*: the symbol's previous trading day's features (NaN on its first row): the leakage-free variant.
--- random_test: a seeded hash of (symbol, date), so the split does not depend on row order.
+-- The model rows (both features finite) with the previous row's features and the random split,
+-- lag by a window (sorts all rows): the loader's fallback when rows are not stored symbol by
+-- symbol in date order. lag_*: the symbol's previous trading day (NaN on its first row), the
+-- leakage-free variant. random_test: a seeded hash of (symbol, date), independent of row order.
 SELECT day, vol_moving_avg, adj_close_rolling_med, volume,
        lag_vol_moving_avg, lag_adj_close_rolling_med, random_test
 FROM (
@@ -15,4 +16,4 @@ FROM (
     FROM features_table
     WINDOW symbol_days AS (PARTITION BY symbol ORDER BY date)
 )
-WHERE isfinite(vol_moving_avg) AND isfinite(adj_close_rolling_med)
+WHERE isfinite(vol_moving_avg) AND isfinite(adj_close_rolling_med) AND volume IS NOT NULL

@@ -1,0 +1,222 @@
+"""MLflow side of the model: experiment `etf_volume`, one run per training, the registered model
+`etf_volume_model` and its `champion` alias."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
+
+import mlflow
+import mlflow.sklearn
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from etf_assets.constants import EXPERIMENT_NAME, MODEL_ALIAS, MODEL_NAME
+from etf_assets.training import (
+    TrainingResult,
+    describe_run,
+    plot_predicted_vs_actual,
+    plot_residuals,
+)
+
+# Where `make mlflow-ui` serves the UI (mlflow ui on 127.0.0.1:5000) for a local store.
+MLFLOW_UI_URL = "http://127.0.0.1:5000"
+# Artifacts of a local sqlite store live next to its database file, not in the working directory.
+ARTIFACTS_DIR = "mlartifacts"
+MODEL_ARTIFACT = "model"
+METRICS_LOG = "metrics.jsonl"
+PREDICTED_PLOT = "plots/predicted_vs_actual.png"
+RESIDUALS_PLOT = "plots/residuals.png"
+# Pinned from this environment: saves MLflow's requirement inference (a subprocess, ~4 s).
+# skops: the model is saved in skops format (no pickle code execution when it is loaded).
+_REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops")
+_TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+
+@dataclass(frozen=True)
+class TrackedModel:
+    """Where a training run went: its MLflow run and the registered version it created."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    run_url: str
+    model_version: str
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{MODEL_NAME}/{self.model_version}"
+
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI without a password, for logs and metadata."""
+        return redact_uri(self.tracking_uri)
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` with the password of its user part (`user:secret@host`) replaced by `***`."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """`<dir>/mlartifacts` (as a file URI) for a sqlite store `<dir>/<db>`; None (the server or
+    MLflow's default decides) for any other store."""
+    parsed = urlparse(tracking_uri)
+    database = unquote(parsed.path[1:])  # sqlite:///relative.db, sqlite:////absolute.db
+    if parsed.scheme != "sqlite" or database in ("", ":memory:"):
+        return None
+    return (Path(database).parent / ARTIFACTS_DIR).resolve().as_uri()
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI: the tracking server itself, or `make mlflow-ui`."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
+    return f"{base or MLFLOW_UI_URL}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's module-level API (runs, log_model) at `uri` for the block only.
+
+    `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI; left set, it would redirect the
+    next training in the same process (tests, in-process runs) and every later child process.
+    """
+    before = os.environ.get(_TRACKING_ENV)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # unsets the module global and the variable
+        if before is not None:
+            os.environ[_TRACKING_ENV] = before
+
+
+def open_experiment(tracking_uri: str) -> str:
+    """The id of experiment `etf_volume` in the store, created (with its artifacts next to a
+    sqlite store) when missing.
+
+    The first use of a sqlite store creates its tables (a few seconds of migrations).
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(
+        EXPERIMENT_NAME, artifact_location=artifact_location(tracking_uri)
+    )
+
+
+def metrics_log(result: TrainingResult, run_id: str) -> str:
+    """The metrics as JSON lines, one object per (features, split, model, metric)."""
+    logged_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    lines = [
+        json.dumps(
+            {
+                "logged_at": logged_at,
+                "run_id": run_id,
+                "name": f"{e.prefix}_{metric}",
+                "features": e.features,
+                "split": e.split,
+                "model": e.model,
+                "metric": metric,
+                "value": value,
+                "train_rows": e.train_rows,
+                "test_rows": e.test_rows,
+            }
+        )
+        for e in result.evaluations
+        for metric, value in e.metrics.items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pip_requirements() -> list[str]:
+    return [f"{name}=={importlib.metadata.version(name)}" for name in _REQUIREMENTS]
+
+
+def log_training(
+    result: TrainingResult,
+    tracking_uri: str,
+    params: dict[str, str | int | float] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+    experiment_id: str | None = None,
+) -> TrackedModel:
+    """Log one training as a run of `etf_volume`, register its model as a new version of
+    `etf_volume_model` and move the `champion` alias to that version.
+
+    Args:
+        result: what `training.train` returned.
+        tracking_uri: the MLflow store (`EtfSettings.tracking_uri`).
+        params: logged next to the result's own params (e.g. the data snapshot id).
+        metrics: logged next to the result's metrics (e.g. durations).
+        tags: run tags (e.g. the Dagster run id).
+        run_name: the run's name; MLflow picks one when None.
+        experiment_id: what `open_experiment(tracking_uri)` returned, if it was called already.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = experiment_id or open_experiment(tracking_uri)
+    all_params = {**result.params, **(params or {})}
+    pipeline = result.pipeline
+    example = result.input_example
+    signature = infer_signature(example, pipeline.predict(example))
+    with (
+        _tracking_uri(tracking_uri),
+        mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            description=describe_run(result),
+            tags=tags,
+        ) as run,
+    ):
+        run_id = run.info.run_id
+        mlflow.log_params(all_params)
+        mlflow.log_metrics({**result.metrics, **(metrics or {})})
+        mlflow.log_text(metrics_log(result, run_id), METRICS_LOG)
+        mlflow.log_figure(
+            plot_predicted_vs_actual(result.plot_actual, result.plot_predicted), PREDICTED_PLOT
+        )
+        mlflow.log_figure(plot_residuals(result.plot_actual, result.plot_predicted), RESIDUALS_PLOT)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=example,
+            registered_model_name=MODEL_NAME,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            pip_requirements=_pip_requirements(),
+        )
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(MODEL_NAME, MODEL_ALIAS, version)
+    metrics_now = result.metrics
+    client.update_model_version(
+        MODEL_NAME,
+        version,
+        description=f"Degree-{all_params['degree']} polynomial regression of volume on "
+        f"vol_moving_avg and adj_close_rolling_med, trained on {all_params['rows_model']:,} rows "
+        f"through {all_params['time_holdout_last_date']}. Time holdout: RMSE "
+        f"{metrics_now['time_poly_rmse']:,.0f}, R^2 {metrics_now['time_poly_r2']:.4f} "
+        f"(leakage-free features: R^2 {metrics_now['lagged_time_poly_r2']:.4f}).",
+    )
+    for key in ("data_snapshot_id", "time_cutoff_date"):
+        if key in all_params:
+            client.set_model_version_tag(MODEL_NAME, version, key, str(all_params[key]))
+    return TrackedModel(
+        tracking_uri=tracking_uri,
+        experiment_id=experiment_id,
+        run_id=run_id,
+        run_url=run_url(tracking_uri, experiment_id, run_id),
+        model_version=version,
+    )

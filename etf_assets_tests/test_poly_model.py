@@ -1,0 +1,191 @@
+"""poly_model materialized twice by Dagster on a generated features_table, then read back from the
+MLflow store (sqlite under tmp_path): run, metrics, artifacts, registered versions, alias."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from dagster_duckdb import DuckDBResource
+from mlflow import MlflowClient
+
+from etf_assets.assets.model import poly_model
+from etf_assets.constants import EXPERIMENT_NAME, FEATURE_COLUMNS, MODEL_ALIAS, MODEL_NAME
+from etf_assets.resources import EtfSettings
+from etf_assets.tracking import (
+    METRICS_LOG,
+    PREDICTED_PLOT,
+    RESIDUALS_PLOT,
+    artifact_location,
+    redact_uri,
+    run_url,
+)
+from etf_assets_tests.model_fixtures import features_frame, true_volume, write_features_table
+
+CHAMPION = f"models:/{MODEL_NAME}@{MODEL_ALIAS}"
+
+
+class Trained:
+    """A data folder with a features_table, materialized twice."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.tracking_uri = f"sqlite:///{data_dir}/mlflow.db"
+        database = write_features_table(data_dir / "warehouse.duckdb", features_frame(noise=0.01))
+        self.resources = {
+            "settings": EtfSettings(data_dir=str(data_dir), mlflow_tracking_uri=self.tracking_uri),
+            "duckdb": DuckDBResource(database=str(database)),
+        }
+        self.env_before = os.environ.get("MLFLOW_TRACKING_URI")
+        self.runs = [dg.materialize([poly_model], resources=self.resources) for _ in range(2)]
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+
+    def metadata(self, run: int) -> dict[str, object]:
+        [event] = self.runs[run].get_asset_materialization_events()
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    def run_id(self, run: int) -> str:
+        return str(self.metadata(run)["mlflow_run_id"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    return Trained(tmp_path_factory.mktemp("model_data"))
+
+
+@pytest.fixture
+def tracking(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """MLflow's module-level API (models:/ URIs) pointed at the test store."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.tracking_uri)
+    yield
+
+
+def test_materializations_succeed_and_link_the_run(trained: Trained) -> None:
+    assert all(run.success for run in trained.runs)
+    for run, version in ((0, 1), (1, 2)):
+        metadata = trained.metadata(run)
+        run_id = trained.run_id(run)
+        experiment_id = trained.client.get_run(run_id).info.experiment_id
+        assert metadata["mlflow_run"] == (
+            f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+        )
+        assert metadata["mlflow_tracking_uri"] == trained.tracking_uri
+        assert metadata["model_version"] == version
+        assert metadata["model_uri"] == f"models:/{MODEL_NAME}/{version}"
+        assert metadata["served_as"] == CHAMPION
+        for headline in ("holdout_rmse", "holdout_mae", "holdout_r2", "holdout_r2_leakage_free"):
+            assert math.isfinite(metadata[headline])
+        assert metadata["holdout_r2"] > 0.99  # the data follow the model's polynomial
+        assert "| lagged | time | poly |" in metadata["metrics"]
+
+
+def test_champion_loads_from_the_registry_and_predicts(trained: Trained, tracking: None) -> None:
+    model = mlflow.sklearn.load_model(CHAMPION)
+    assert [name for name, _ in model.steps] == ["scale", "poly", "linear"]
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            FEATURE_COLUMNS[0]: rng.uniform(1e4, 1e6, 50),
+            FEATURE_COLUMNS[1]: rng.uniform(5.0, 100.0, 50),
+        }
+    )
+    truth = true_volume(frame[FEATURE_COLUMNS[0]].to_numpy(), frame[FEATURE_COLUMNS[1]].to_numpy())
+    # The training volumes carry 1% noise: within 2%, or 2,000 shares for small volumes.
+    np.testing.assert_allclose(model.predict(frame), truth, rtol=0.02, atol=2_000)
+    served = mlflow.pyfunc.load_model(CHAMPION)  # what a generic MLflow consumer gets
+    np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(frame))
+    inputs = served.metadata.get_input_schema().input_names()
+    assert inputs == list(FEATURE_COLUMNS)
+
+
+def test_run_holds_params_metrics_description_and_artifacts(trained: Trained) -> None:
+    run = trained.client.get_run(trained.run_id(1))
+    experiment = trained.client.get_experiment(run.info.experiment_id)
+    assert experiment.name == EXPERIMENT_NAME
+    params, metrics = run.data.params, run.data.metrics
+    assert params["degree"] == "2"
+    for key in (
+        "data_snapshot_id",
+        "time_cutoff_date",
+        "rows_time_train",
+        "rows_time_holdout",
+        "rows_random_train",
+        "rows_random_test",
+        "rows_features_table",
+        "random_split_seed",
+    ):
+        assert params[key], key
+    assert params["random_split_seed"] == "42"
+    metric_names = {
+        f"{lag}{split}_{model}_{m}"
+        for lag in ("", "lagged_")
+        for split in ("time", "random")
+        for model in ("poly", "linear", "moving_avg")
+        for m in ("mae", "mse", "rmse", "r2")
+    }
+    assert metric_names <= set(metrics)
+    assert {"load_seconds", "fit_evaluate_seconds"} <= set(metrics)
+    description = run.data.tags["mlflow.note.content"]
+    assert "leak" in description and f"{metrics['lagged_time_poly_r2']:.4f}" in description
+    assert run.data.tags["dagster_run_id"] == trained.runs[1].run_id
+
+    artifacts = {a.path for a in trained.client.list_artifacts(run.info.run_id)}
+    assert METRICS_LOG in artifacts
+    plots = {a.path for a in trained.client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {PREDICTED_PLOT, RESIDUALS_PLOT}
+    folder = Path(trained.client.download_artifacts(run.info.run_id, "", str(trained.data_dir)))
+    for plot in plots:
+        assert (folder / plot).read_bytes().startswith(b"\x89PNG")
+    lines = [json.loads(line) for line in (folder / METRICS_LOG).read_text().splitlines()]
+    assert {line["name"] for line in lines} == metric_names
+    for line in lines:
+        assert line["value"] == pytest.approx(metrics[line["name"]])
+        assert line["run_id"] == run.info.run_id
+
+
+def test_artifacts_live_next_to_the_store_not_in_the_working_directory(trained: Trained) -> None:
+    experiment = trained.client.get_experiment_by_name(EXPERIMENT_NAME)
+    assert experiment.artifact_location == (trained.data_dir / "mlartifacts").resolve().as_uri()
+    assert (trained.data_dir / "mlartifacts").is_dir()
+    assert not Path("mlruns").exists() and not Path("mlartifacts").exists()
+
+
+def test_second_training_moves_the_alias_to_the_new_version(trained: Trained) -> None:
+    champion = trained.client.get_model_version_by_alias(MODEL_NAME, MODEL_ALIAS)
+    assert str(champion.version) == "2"
+    assert champion.run_id == trained.run_id(1)
+    assert champion.tags["data_snapshot_id"] == trained.metadata(1)["data_snapshot_id"]
+    first = trained.client.get_model_version(MODEL_NAME, "1")
+    assert first.run_id == trained.run_id(0) and first.aliases == []
+    # Same data, same model: the second version predicts as the first.
+    assert trained.metadata(0)["data_snapshot_id"] == trained.metadata(1)["data_snapshot_id"]
+    assert trained.metadata(0)["holdout_rmse"] == pytest.approx(trained.metadata(1)["holdout_rmse"])
+
+
+def test_training_leaves_the_process_tracking_uri_alone(trained: Trained) -> None:
+    assert os.environ.get("MLFLOW_TRACKING_URI") == trained.env_before
+    assert trained.tracking_uri not in mlflow.get_tracking_uri()
+
+
+def test_store_locations_run_links_and_redaction() -> None:
+    assert redact_uri("postgresql://etl:s3cret@db:5432/mlflow") == (
+        "postgresql://etl:***@db:5432/mlflow"
+    )
+    assert redact_uri("sqlite:////data/mlflow.db") == "sqlite:////data/mlflow.db"
+    assert artifact_location("sqlite:////data/x/mlflow.db") == "file:///data/x/mlartifacts"
+    assert artifact_location("http://tracking:5000") is None
+    assert artifact_location("databricks") is None
+    assert run_url("sqlite:////d/mlflow.db", "3", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+    )
+    assert run_url("https://mlflow.example.com/", "3", "abc") == (
+        "https://mlflow.example.com/#/experiments/3/runs/abc"
+    )

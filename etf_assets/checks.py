@@ -11,6 +11,11 @@ from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE
 from etf_assets.resources import EtfSettings, Warehouse
 
 
+def _named_counts(con: duckdb.DuckDBPyConnection, statement: str) -> dict[str, int]:
+    result = con.execute(sql.load(statement))
+    return dict(zip([d[0] for d in result.description], result.fetchone(), strict=True))
+
+
 def _stage_rows(con: duckdb.DuckDBPyConnection, stage: Path) -> int:
     if not any(stage.glob("*.parquet")):
         return 0
@@ -72,20 +77,6 @@ def prices_stage_matches_table(settings: EtfSettings, duckdb: Warehouse) -> dg.A
         return _stage_matches(con, PRICE_VOLUME_TABLE, settings.prices_stage)
 
 
-def _named_counts(con: duckdb.DuckDBPyConnection, statement: str) -> dict[str, int]:
-    result = con.execute(sql.load(statement))
-    return dict(zip([d[0] for d in result.description], result.fetchone(), strict=True))
-
-
-def features_problems(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """What is wrong with `features_table` against the prices (all zero when it is sound)."""
-    missing = con.execute(sql.load("find_symbols_without_features")).fetchall()
-    return {
-        "symbols_with_wrong_feature_rows": len(missing),
-        **_named_counts(con, "count_feature_window_violations"),
-    }
-
-
 @dg.asset_check(asset=FEATURES_TABLE, blocking=True)
 def every_symbol_has_features(duckdb: Warehouse) -> dg.AssetCheckResult:
     """Every symbol with price rows has exactly as many feature rows."""
@@ -126,3 +117,16 @@ ALL_CHECKS = [
     first_29_rows_are_null,
     features_stage_matches_table,
 ]
+
+
+def failed_blocking_checks(instance: dg.DagsterInstance, asset: str) -> list[str]:
+    """Names of the blocking checks on `asset` whose latest evaluation failed."""
+    failed = []
+    for check in ALL_CHECKS:
+        for spec in check.check_specs:
+            if spec.asset_key != dg.AssetKey(asset) or not spec.blocking:
+                continue
+            record = instance.get_latest_asset_check_evaluation_record(spec.key)
+            if record is not None and record.status.value == "FAILED":
+                failed.append(spec.name)
+    return failed

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import duckdb
 
-from etf_assets.checks import features_problems
-
 
 def check_results(result) -> dict[str, tuple[bool, dict]]:
     return {
@@ -47,11 +45,6 @@ def test_broken_features_fail_the_blocking_checks(sample_dir: Path, pipeline_fac
     assert pipeline.features().success
     keys = pipeline.instance.get_dynamic_partitions("symbols")
     with duckdb.connect(pipeline.warehouse.database) as con:
-        assert features_problems(con) == {
-            "symbols_with_wrong_feature_rows": 0,
-            "early_rows_with_values": 0,
-            "later_rows_without_values": 0,
-        }
         # Break the table behind the pipeline's back, as a bad manual edit would.
         con.execute("DELETE FROM features_table WHERE symbol = $s", {"s": keys[0]})
         con.execute(
@@ -59,18 +52,21 @@ def test_broken_features_fail_the_blocking_checks(sample_dir: Path, pipeline_fac
             "(SELECT max(date) FROM features_table WHERE symbol = $s)",
             {"s": keys[1]},
         )
-        con.execute("DELETE FROM features_state WHERE symbol <> $s", {"s": keys[0]})
-        assert features_problems(con) == {
-            "symbols_with_wrong_feature_rows": 1,
-            "early_rows_with_values": 0,
-            "later_rows_without_values": 1,
-        }
-        con.execute("DELETE FROM features_state")  # so that the next run repairs everything
+        con.execute("DELETE FROM features_state")  # so that the next full run repairs everything
 
     result = pipeline.materialize(["features_table"], partition_key=keys[2], raise_on_error=False)
     checks = check_results(result)
     assert checks["every_symbol_has_features"][0] is False
     assert checks["every_symbol_has_features"][1]["symbols_with_wrong_feature_rows"] == 1
     assert checks["first_29_rows_are_null"][0] is False
+    assert checks["first_29_rows_are_null"][1]["later_rows_without_values"] == 1
+
+    # poly_model, in a run of its own, refuses to train on the table the checks failed.
+    refused = pipeline.materialize(["poly_model"], raise_on_error=False)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "every_symbol_has_features" in str(failure.event_specific_data.error)
+    assert not (pipeline.data_dir / "mlflow.db").exists()
+
     assert pipeline.features().success  # a full run repairs the table
     assert all(passed for passed, _ in check_results(pipeline.features()).values())

@@ -96,8 +96,11 @@ def test_sigkill_mid_load_keeps_previous_tables_and_stage(archives, tmp_path: Pa
 
 
 def test_two_runs_writing_at_once_do_not_corrupt_the_warehouse(archives, tmp_path: Path) -> None:
-    _, big = archives
+    small, big = archives
     data_dir = tmp_path / "data"
+    # A first run creates the Dagster instance's databases, which two processes must not race on.
+    warm_up = start_materialize(cli_env(data_dir, small), tmp_path / "warm-up.log")
+    assert warm_up.wait(timeout=300) == 0, (tmp_path / "warm-up.log").read_text()[-3000:]
     env = cli_env(data_dir, big)
     runs = [start_materialize(env, tmp_path / f"run{i}.log") for i in range(2)]
     codes = [run.wait(timeout=600) for run in runs]

@@ -65,9 +65,7 @@ def dagster_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dagster") or "dagster")
 
 
-def poll(
-    probe: Callable[[], Any], timeout: float, what: str, interval: float = 1.0
-) -> Any:
+def poll(probe: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
     """Call `probe` until it returns something truthy; raise TimeoutError after `timeout` s.
 
     `probe` may raise to stop early (a failed run should not wait for the timeout).
@@ -117,8 +115,16 @@ class DagsterDev:
         shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [dagster_executable(), "dev", "-w", "workspace.yaml",
-                 "-h", "127.0.0.1", "-p", str(self.port)],
+                [
+                    dagster_executable(),
+                    "dev",
+                    "-w",
+                    "workspace.yaml",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                ],
                 cwd=REPO,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
@@ -174,14 +180,20 @@ class DagsterDev:
                 if error and error["__typename"] == "PythonError":
                     raise RuntimeError(f"code location {entry['name']} failed: {error['message']}")
             return any(
-                e["name"] == "etf_assets" and e["loadStatus"] == "LOADED"
-                and e["locationOrLoadError"] for e in entries
+                e["name"] == "etf_assets"
+                and e["loadStatus"] == "LOADED"
+                and e["locationOrLoadError"]
+                for e in entries
             )
 
         start = time.monotonic()
         poll(server_answers, timeout, f"{self.url}/server_info", interval=0.5)
-        poll(location_loaded, max(1.0, timeout - (time.monotonic() - start)),
-             "the etf_assets code location to load", interval=0.5)
+        poll(
+            location_loaded,
+            max(1.0, timeout - (time.monotonic() - start)),
+            "the etf_assets code location to load",
+            interval=0.5,
+        )
 
     def run_status(self, run_id: str) -> str:
         data = self.graphql(
@@ -213,8 +225,14 @@ class DagsterDev:
         def done() -> bool:
             self.check_alive()
             status = self.backfill_status(backfill_id)
-            if status in ("FAILED", "CANCELED", "CANCELING", "COMPLETED_FAILED",
-                          "FAILING", "BackfillNotFoundError"):
+            if status in (
+                "FAILED",
+                "CANCELED",
+                "CANCELING",
+                "COMPLETED_FAILED",
+                "FAILING",
+                "BackfillNotFoundError",
+            ):
                 raise AssertionError(f"backfill {backfill_id} is {status}:\n{self.log_tail()}")
             return status == "COMPLETED_SUCCESS"
 

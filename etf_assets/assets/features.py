@@ -6,7 +6,6 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from etf_assets.assets.warehouse import WAREHOUSE_POOL
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
 from etf_assets.features import write_features
 from etf_assets.metadata import sparklines, table_metadata
@@ -24,7 +23,6 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="features",
     kinds={"duckdb", "parquet"},
-    pool=WAREHOUSE_POOL,
 )
 def features_table(
     context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource

@@ -12,16 +12,12 @@ from etf_assets.partitions import sync_symbol_partitions
 from etf_assets.resources import EtfSettings
 from etf_assets.symbols_meta import read_symbols_meta, register_symbols_meta
 
-# DuckDB allows one writing process per file: every asset that writes the warehouse shares this.
-WAREHOUSE_POOL = "duckdb_warehouse"
-
 
 @dg.asset(
     name=PRICE_VOLUME_TABLE,
     deps=["raw_zip"],
     group_name="ingest",
     kinds={"duckdb", "parquet"},
-    pool=WAREHOUSE_POOL,
 )
 def price_volume_table(
     context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
@@ -66,7 +62,6 @@ def price_volume_table(
     deps=[PRICE_VOLUME_TABLE],
     group_name="ingest",
     kinds={"duckdb"},
-    pool=WAREHOUSE_POOL,
 )
 def symbol_table(
     context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource

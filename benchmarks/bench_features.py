@@ -9,6 +9,7 @@ import numpy as np
 
 from benchmarks.bench_ingest import WORK, run_pipeline_load
 from benchmarks.common import Measurement, full_scale_archive, measure, print_table
+from etf_assets.constants import DUCKDB_CONFIG
 from etf_assets.features import write_features
 
 WAREHOUSE = WORK / "pipeline" / "warehouse.duckdb"
@@ -18,8 +19,8 @@ SAMPLE_SYMBOLS = 50
 
 
 def run_pipeline_features() -> str:
-    with duckdb.connect(str(WAREHOUSE)) as con:
-        con.execute("DROP TABLE IF EXISTS features_table")
+    with duckdb.connect(str(WAREHOUSE), config=DUCKDB_CONFIG) as con:
+        con.execute("DROP TABLE IF EXISTS features_table; DROP TABLE IF EXISTS features_state")
         symbols = [
             r[0] for r in con.execute("SELECT DISTINCT symbol FROM price_volume_table").fetchall()
         ]
@@ -66,7 +67,8 @@ def check_agreement() -> str:
     queries = {
         "pipeline": f"""SELECT "Symbol", "Date", vol_moving_avg, adj_close_rolling_med
                         FROM read_parquet('{OUT}/pipeline_stage/*.parquet')""",
-        "pandas": f"""SELECT symbol, CAST(date AS VARCHAR), vol_moving_avg, adj_close_rolling_med
+        "pandas": f"""SELECT symbol, CAST(CAST(date AS DATE) AS VARCHAR), vol_moving_avg,
+                             adj_close_rolling_med
                       FROM read_parquet('{OUT}/pandas.parquet')""",
         "polars": f"""SELECT "Symbol", "Date", vol_moving_avg, adj_close_rolling_med
                       FROM read_parquet('{OUT}/polars.parquet')""",

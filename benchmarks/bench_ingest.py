@@ -10,6 +10,7 @@ import duckdb
 
 from benchmarks.common import BENCH_DIR, Measurement, full_scale_archive, measure, print_table
 from etf_assets.archive import safe_extract
+from etf_assets.constants import DUCKDB_CONFIG
 from etf_assets.load_prices import list_price_files, load_prices
 
 WORK = BENCH_DIR / "ingest"
@@ -32,7 +33,7 @@ def run_extract(archive: Path) -> None:
 
 def run_pipeline_load(folder: Path) -> int:
     work = _fresh("pipeline")
-    with duckdb.connect(str(work / "warehouse.duckdb")) as con:
+    with duckdb.connect(str(work / "warehouse.duckdb"), config=DUCKDB_CONFIG) as con:
         return load_prices(con, folder, work / "prices").rows_loaded
 
 

@@ -42,6 +42,7 @@ def _timed_child(fn: Callable[..., object], args: tuple) -> tuple[float, float, 
 
 def measure(label: str, fn: Callable[..., object], *args: object) -> tuple[Measurement, object]:
     """Run `fn(*args)` in a fresh interpreter so its time and peak memory are its own."""
+    os.sync()  # the previous step's dirty pages are not written back on this step's time
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         seconds, peak_mb, result = pool.apply(_timed_child, (fn, args))
     return Measurement(label, seconds, peak_mb), result

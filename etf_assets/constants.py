@@ -19,6 +19,8 @@ FEATURES_TABLE = "features_table"
 POLY_MODEL = "poly_model"
 
 SYMBOLS_PARTITIONS = "symbols"
+# DuckDB's own memory (it spills beyond it); keeps a full-scale features run under 8 GB in all.
+DUCKDB_CONFIG = {"memory_limit": "6GB"}
 WAREHOUSE_FILE = "warehouse.duckdb"
 PRICES_STAGE = "parquet/prices"
 FEATURES_STAGE = "parquet/features"

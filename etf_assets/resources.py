@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from etf_assets.constants import FEATURES_STAGE, PRICES_STAGE, WAREHOUSE_FILE
+from etf_assets.constants import DUCKDB_CONFIG, FEATURES_STAGE, PRICES_STAGE, WAREHOUSE_FILE
 
 
 class EtfSettings(dg.ConfigurableResource):
@@ -99,4 +99,6 @@ class Warehouse(DuckDBResource):
 
 
 def warehouse_for(settings: EtfSettings) -> Warehouse:
-    return Warehouse(database=str(settings.data_path / WAREHOUSE_FILE))
+    return Warehouse(
+        database=str(settings.data_path / WAREHOUSE_FILE), connection_config=dict(DUCKDB_CONFIG)
+    )

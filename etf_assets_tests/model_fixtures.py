@@ -23,6 +23,14 @@ TRUE_TERMS = {
     (0, 2): 2.5,
 }
 WINDOW_NULL_ROWS = 29  # features are NULL for each symbol's first 29 rows
+# Every metric a training run must report: same-day and lagged, both splits, model and baselines.
+EXPECTED_METRIC_NAMES = {
+    f"{lag}{split}_{model}_{metric}"
+    for lag in ("", "lagged_")
+    for split in ("time", "random")
+    for model in ("poly", "linear", "moving_avg")
+    for metric in ("mae", "mse", "rmse", "r2")
+}
 
 
 def true_volume(vol_moving_avg: np.ndarray, adj_close_rolling_med: np.ndarray) -> np.ndarray:

@@ -28,7 +28,12 @@ from etf_assets.tracking import (
     redact_uri,
     run_url,
 )
-from etf_assets_tests.model_fixtures import features_frame, true_volume, write_features_table
+from etf_assets_tests.model_fixtures import (
+    EXPECTED_METRIC_NAMES,
+    features_frame,
+    true_volume,
+    write_features_table,
+)
 
 CHAMPION = f"models:/{MODEL_NAME}@{MODEL_ALIAS}"
 
@@ -124,14 +129,7 @@ def test_run_holds_params_metrics_description_and_artifacts(trained: Trained) ->
     ):
         assert params[key], key
     assert params["random_split_seed"] == "42"
-    metric_names = {
-        f"{lag}{split}_{model}_{m}"
-        for lag in ("", "lagged_")
-        for split in ("time", "random")
-        for model in ("poly", "linear", "moving_avg")
-        for m in ("mae", "mse", "rmse", "r2")
-    }
-    assert metric_names <= set(metrics)
+    assert EXPECTED_METRIC_NAMES <= set(metrics)
     assert {"load_seconds", "fit_evaluate_seconds"} <= set(metrics)
     description = run.data.tags["mlflow.note.content"]
     assert "leak" in description and f"{metrics['lagged_time_poly_r2']:.4f}" in description
@@ -145,7 +143,7 @@ def test_run_holds_params_metrics_description_and_artifacts(trained: Trained) ->
     for plot in plots:
         assert (folder / plot).read_bytes().startswith(b"\x89PNG")
     lines = [json.loads(line) for line in (folder / METRICS_LOG).read_text().splitlines()]
-    assert {line["name"] for line in lines} == metric_names
+    assert {line["name"] for line in lines} == EXPECTED_METRIC_NAMES
     for line in lines:
         assert line["value"] == pytest.approx(metrics[line["name"]])
         assert line["run_id"] == run.info.run_id

@@ -1,11 +1,14 @@
 """Load the archive's price files into `price_volume_table`, `rejected_rows` and Parquet stage 1.
 
-One DuckDB pass reads every file as text and numbers its lines, so each rejected row can name its
-file and line; typing, blank-row skipping and duplicate detection are set-based SQL in `sql/`.
+One typed DuckDB scan reads every file; the few files it cannot load exactly (reader rejects,
+blank rows, fractional or negative volumes, non-finite numbers, dates out of order) are then
+reloaded line by line, so each rejected row can name its file and line. The rules are SQL in
+`sql/`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -19,9 +22,13 @@ from etf_assets.atomic_dir import publish
 from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER, PRICE_VOLUME_TABLE
 from etf_assets.parquet_stage import stage_query
 from etf_assets.progress import logged_progress
+from etf_assets.stored_order import files_with_unordered_dates
 from etf_assets.symbols_meta import Rejected, SymbolsMeta, read_symbols_meta, register_symbols_meta
 
 log = logging.getLogger(__name__)
+
+# The fast scan's rows, committed, until they replace price_volume_table.
+LOAD_TABLE = "price_volume_load"
 
 
 @dataclass(frozen=True)
@@ -121,8 +128,12 @@ def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
 def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> LoadReport:
     """Replace `price_volume_table` and `rejected_rows` from the unpacked archive at `root`.
 
-    The tables change in one transaction and the Parquet stage by a directory swap after it, so a
-    failure at any point leaves the previous tables and stage as they were.
+    The fast scan's rows are committed to the load table first: DuckDB then keeps the blocks it
+    wrote while scanning, where deleting irregular files' rows in the same transaction would
+    make the commit write every row again (10 s at full scale). The fixes, the swap of the load
+    table into `price_volume_table` and `rejected_rows` are one second transaction, and the
+    Parquet stage is swapped in after it, so a failure at any point leaves the previous tables
+    and stage as they were.
     """
     meta = read_symbols_meta(root / META_FILE)
     files, early_rejects = list_price_files(root)
@@ -131,33 +142,53 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
     con.execute(sql.load("create_temp_macros"))
 
     pending = None
-    con.execute("BEGIN TRANSACTION")
     try:
-        start = time.monotonic()
-        with logged_progress(con, log, "reading price files", len(files), "files"):
-            con.execute(sql.load("scan_price_files"), {"paths": [f.path for f in files]})
-        scanned = _count(con, "SELECT count(*) FROM price_volume_table")
-        elapsed = max(time.monotonic() - start, 1e-9)
-        log.info(
-            "read %s rows of %s files in %.1f s (%s rows/s)",
-            f"{scanned:,}",
-            f"{len(files):,}",
-            elapsed,
-            f"{scanned / elapsed:,.0f}",
-        )
-        con.execute(sql.load("find_irregular_files"))
+        scanned = _scan(con, files)
+        _find_irregular_files(con)
+        con.execute("BEGIN TRANSACTION")
         irregular_rows = _reload_irregular_files(con)
         con.execute(sql.load("create_rejected_rows"))
+        con.execute(f"ALTER TABLE {LOAD_TABLE} DROP COLUMN file_id")
+        con.execute(f"DROP TABLE IF EXISTS {PRICE_VOLUME_TABLE}")
+        con.execute(f"ALTER TABLE {LOAD_TABLE} RENAME TO {PRICE_VOLUME_TABLE}")
         report = _report(con, len(files) + len(early_rejects), scanned - irregular_rows, meta)
         pending = parquet_stage.write_pending(con, stage_query(PRICE_VOLUME_TABLE), stage_dir)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.TransactionException):  # none may be open
+            con.execute("ROLLBACK")
+        con.execute(f"DROP TABLE IF EXISTS {LOAD_TABLE}")
         if pending is not None:
             shutil.rmtree(pending, ignore_errors=True)
         raise
     publish(pending, stage_dir)
     return report
+
+
+def _scan(con: duckdb.DuckDBPyConnection, files: list[PriceFile]) -> int:
+    """Read every price file into the load table in one typed scan; return the rows read."""
+    start = time.monotonic()
+    with logged_progress(con, log, "reading price files", len(files), "files"):
+        con.execute("BEGIN TRANSACTION")
+        con.execute(sql.load("scan_price_files"), {"paths": [f.path for f in files]})
+        con.execute("COMMIT")
+    scanned = _count(con, f"SELECT count(*) FROM {LOAD_TABLE}")
+    elapsed = max(time.monotonic() - start, 1e-9)
+    log.info(
+        "read %s rows of %s files in %.1f s (%s rows/s)",
+        f"{scanned:,}",
+        f"{len(files):,}",
+        elapsed,
+        f"{scanned / elapsed:,.0f}",
+    )
+    return scanned
+
+
+def _find_irregular_files(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill `irregular_files`: the files whose fast-scan rows are not exactly what they hold."""
+    con.execute(sql.load("profile_loaded_files"))
+    unordered = files_with_unordered_dates(con, LOAD_TABLE)
+    con.execute(sql.load("find_irregular_files"), {"unordered_files": unordered})
 
 
 def _reload_irregular_files(con: duckdb.DuckDBPyConnection) -> int:
@@ -171,8 +202,7 @@ def _reload_irregular_files(con: duckdb.DuckDBPyConnection) -> int:
     ]
     log.info("%d files need the line-by-line path", len(paths))
     removed = con.execute(
-        """DELETE FROM price_volume_table WHERE symbol IN (
-               SELECT symbol FROM price_files JOIN irregular_files USING (file_id))"""
+        f"DELETE FROM {LOAD_TABLE} WHERE file_id IN (SELECT file_id FROM irregular_files)"
     ).fetchone()[0]
     if paths:
         con.execute(sql.load("stage_price_lines"), {"paths": paths})

@@ -134,6 +134,44 @@ def test_sample_quirks_land_where_design_says(sample_dir: Path, pipeline_factory
     assert set(pipeline.instance.get_dynamic_partitions("symbols")) == expected.symbols_with_rows()
 
 
+IRREGULAR_FILES = {
+    # Each file breaks one rule the typed scan cannot see, or looks odd but is valid.
+    "FRAC": ["2020-01-02,1,2,0.5,1.5,1.5,100", "2020-01-03,1,2,0.5,1.5,1.5,100.5",
+             "2020-01-06,1,2,0.5,1.5,1.5,14800.0"],
+    "DUPE": ["2020-01-02,1,2,0.5,1.5,1.5,100", "2020-01-03,1,2,0.5,1.5,1.5,200",
+             "2020-01-03,1,2,0.5,1.5,1.5,300", "2020-01-06,1,2,0.5,1.5,1.5,400"],
+    "DESC": ["2020-01-06,1,2,0.5,1.5,1.5,100", "2020-01-03,1,2,0.5,1.5,1.5,200",
+             "2020-01-02,1,2,0.5,1.5,1.5,300"],
+    "NEGV": ["2020-01-02,1,2,0.5,1.5,1.5,-7", "2020-01-03,1,2,0.5,1.5,1.5,7"],
+    "INFP": ["2020-01-02,inf,2,0.5,1.5,1.5,7", "2020-01-03,1,2,0.5,1.5,nan,7",
+             "2020-01-06,1,2,0.5,1.5,1.5,7"],
+    "TRAIL": ["2020-01-02,1,2,0.5,1.5,1.5,7,", "2020-01-03,1,2,0.5,1.5,1.5,8,"],
+    "TRAILB": ["2020-01-02,1,2,0.5,1.5,1.5,7,", "2020-01-03,,,,,,",
+               "2020-01-06,1,2,0.5,1.5,1.5,9,"],
+}  # fmt: skip
+
+
+def test_irregular_files_match_the_oracle(excerpt_dir: Path, pipeline_factory, tmp_path) -> None:
+    archive = tmp_path / "irregular"
+    shutil.copytree(excerpt_dir, archive)
+    for stem, lines in IRREGULAR_FILES.items():
+        text = "\n".join(["Date,Open,High,Low,Close,Adj Close,Volume", *lines]) + "\n"
+        (archive / "stocks" / f"{stem}.csv").write_text(text)
+    pipeline = pipeline_factory(archive)
+    assert pipeline.ingest().success
+    expected = read_expected(archive)
+    assert loaded_rows(pipeline) == expected.rows
+    rejected = pipeline.query("SELECT file, line_number FROM rejected_rows WHERE line_number > 0")
+    assert set(rejected) == expected.rejected_lines
+    # By hand, the cases the oracle and the loader could both get wrong:
+    assert ("stocks/FRAC.csv", 3) in expected.rejected_lines  # 100.5 is not rounded to 101
+    assert ("stocks/DUPE.csv", 4) in expected.rejected_lines  # the later 2020-01-03
+    assert pipeline.query("SELECT count(*) FROM price_volume_table WHERE symbol = 'DESC'") == [(3,)]
+    assert pipeline.query(
+        "SELECT volume FROM price_volume_table WHERE symbol LIKE 'TRAIL%' ORDER BY symbol, date"
+    ) == [(7,), (8,), (7,), (9,)]
+
+
 def test_parquet_stage_has_exact_schema_and_rows(sample_dir: Path, pipeline_factory) -> None:
     pipeline = pipeline_factory(sample_dir)
     assert pipeline.ingest().success

@@ -1,22 +1,12 @@
--- Files the typed scan cannot load exactly: reader rejects, missing values, negative volumes,
--- non-finite numbers or duplicate dates. They are reloaded by the line-by-line path.
+-- Files the typed scan cannot load exactly: reader rejects (blank rows and missing values among
+-- them), volumes that are not whole or are negative, non-finite numbers, and $unordered_files
+-- (dates not strictly increasing: possibly duplicates). They are reloaded line by line.
 CREATE OR REPLACE TEMP TABLE irregular_files AS
-WITH irregular_symbols AS (
-    SELECT symbol
-    FROM price_volume_table
-    GROUP BY symbol
-    HAVING count(date) + count(open) + count(high) + count(low) + count(close) + count(adj_close)
-            + count(volume) <> 7 * count(*)
-        OR min(volume) < 0
-        OR NOT bool_and(isfinite(open + high + low + close + adj_close))
-    UNION
-    SELECT DISTINCT symbol
-    FROM price_volume_table
-    GROUP BY symbol, date
-    HAVING count(*) > 1
-)
-SELECT f.file_id
-FROM irregular_symbols JOIN price_files AS f USING (symbol)
+SELECT file_id
+FROM load_profile
+WHERE whole_volumes <> rows OR min_volume < 0 OR NOT all_finite
+UNION
+SELECT unnest($unordered_files::INTEGER[])
 UNION
 SELECT f.file_id
 FROM reject_errors AS e

@@ -1,5 +1,5 @@
 -- Loadable rows of the line-by-line path: parseable, not blank, first occurrence of their date.
-INSERT INTO price_volume_table
+INSERT INTO price_volume_load
 SELECT
     f.symbol,
     f.security_name,
@@ -9,7 +9,8 @@ SELECT
     p.low,
     p.close,
     p.adj_close,
-    p.volume
+    p.volume,
+    p.file_id
 FROM parsed_prices AS p
 JOIN price_files AS f USING (file_id)
 LEFT JOIN duplicate_dates AS d ON d.file_id = p.file_id AND d.date = p.date

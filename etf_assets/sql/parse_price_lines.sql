@@ -1,10 +1,15 @@
 -- Type every data line; `problem` says why a line cannot load, `is_blank` marks dates without values.
 CREATE OR REPLACE TEMP TABLE parsed_prices AS
-WITH fields AS (
-    SELECT file_id, line_number, line, string_split(line, ',') AS f
+WITH split AS (
+    SELECT file_id, line_number, line, string_split(line, ',') AS s
     FROM price_lines
     WHERE line_number > 1 AND line <> ''
         AND file_id NOT IN (SELECT file_id FROM rejected_files)
+),
+fields AS (
+    -- A trailing comma (an empty eighth field) is tolerated, as DuckDB's CSV reader does.
+    SELECT file_id, line_number, line, CASE WHEN len(s) = 8 AND s[8] = '' THEN s[1:7] ELSE s END AS f
+    FROM split
 ),
 typed AS (
     SELECT

@@ -1,7 +1,8 @@
--- Fast path: one typed, parallel scan of every price file straight into price_volume_table.
--- Files whose rows need more than a typed read (reader rejects, blanks, duplicates, negative
--- volumes) are found afterwards and reloaded line by line.
-CREATE OR REPLACE TABLE price_volume_table AS
+-- Fast path: one typed, parallel scan of every price file into the load table. Empty fields are
+-- read as errors (force_not_null), so blank rows land in reject_errors with the reader's other
+-- rejects. Volume is read as DOUBLE and kept only when it is a whole number: a BIGINT read would
+-- round "100.5" silently. Files whose rows need more than this are reloaded line by line.
+CREATE OR REPLACE TABLE price_volume_load AS
 SELECT
     f.symbol,
     f.security_name,
@@ -11,7 +12,11 @@ SELECT
     r."Low" AS low,
     r."Close" AS close,
     r."Adj Close" AS adj_close,
-    r."Volume" AS volume
+    CASE
+        WHEN r."Volume" = trunc(r."Volume") AND abs(r."Volume") < 9.2e18
+            THEN CAST(r."Volume" AS BIGINT)
+    END AS volume,
+    CAST(r.file_index AS INTEGER) AS file_id  -- dropped when the load is complete
 FROM read_csv(
     $paths,
     header = true,
@@ -19,11 +24,11 @@ FROM read_csv(
     delim = ',',
     quote = '',
     escape = '',
-    filename = true,
     store_rejects = true,
+    force_not_null = ['Date', 'Open', 'High', 'Low', 'Close', 'Adj Close', 'Volume'],
     columns = {
         'Date': 'DATE', 'Open': 'DOUBLE', 'High': 'DOUBLE', 'Low': 'DOUBLE', 'Close': 'DOUBLE',
-        'Adj Close': 'DOUBLE', 'Volume': 'BIGINT'
+        'Adj Close': 'DOUBLE', 'Volume': 'DOUBLE'
     }
 ) AS r
-JOIN price_files AS f ON f.path = r.filename;
+JOIN price_files AS f ON f.file_id = r.file_index;

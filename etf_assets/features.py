@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from etf_assets import sql
-from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, WINDOW_ROWS
-from etf_assets.parquet_stage import replace_symbols, stage_query
-from etf_assets.progress import logged_progress
+from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, PRICE_VOLUME_TABLE, WINDOW_ROWS
+from etf_assets.parquet_stage import SymbolReplacement, copy_to_parquet, stage_query
+from etf_assets.stored_order import symbol_date_order
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 KERNEL_MIN_ROWS = 200_000
 # Bump when the feature definition changes: every symbol is then recomputed once.
 FEATURES_VERSION = 1
+# Rows per batch, about 0.2 GB of Arrow; three batches are in memory at once (one computed, one
+# inserted, one written to the stage). Larger batches were not faster at full scale.
+BATCH_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -69,58 +73,59 @@ def rolling_features(
     return moving_avg, rolling_med
 
 
-def _stage_with_kernel(con: duckdb.DuckDBPyConnection) -> None:
-    lengths = np.array(
-        [
-            row[0]
-            for row in con.execute(
-                "SELECT count(*) FROM feature_input GROUP BY symbol ORDER BY symbol"
-            ).fetchall()
-        ],
-        dtype=np.int64,
-    )
-    columns = con.sql("SELECT volume, adj_close FROM feature_input").fetchnumpy()
-    moving_avg, rolling_med = rolling_features(columns["volume"], columns["adj_close"], lengths)
-    computed = pa.table(
-        {
-            FEATURE_COLUMNS[0]: pa.array(moving_avg, from_pandas=True),
-            FEATURE_COLUMNS[1]: pa.array(rolling_med, from_pandas=True),
-        }
-    )
-    con.register("computed_features", computed)
-    # feature_input was written in (symbol, date) order, so its scan lines up row by row.
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE new_features AS
-           SELECT i.*, c.vol_moving_avg, c.adj_close_rolling_med
-           FROM feature_input AS i POSITIONAL JOIN computed_features AS c"""
-    )
-    con.unregister("computed_features")
+def compute_features(
+    con: duckdb.DuckDBPyConnection, symbols: list[str], method: str = "kernel"
+) -> pa.Table:
+    """The price rows of `symbols` with both features.
 
-
-def _stage_with_sql(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE new_features AS {sql.load('select_features')}")
-
-
-def stage_features(con: duckdb.DuckDBPyConnection, symbols: list[str], method: str = "auto") -> str:
-    """Compute the features of the stale ones among `symbols` into the temp table `new_features`
-    and return the method used: "sql", "kernel", or for "auto" the kernel from KERNEL_MIN_ROWS on.
+    `method` is "sql" (the definition, `sql/select_features.sql`) or "kernel": the same values,
+    computed in numpy over the rows in (symbol, date) order. The kernel returns rows in the order
+    DuckDB stores them and sorts only the two input columns, and only when that order is not
+    already grouped by symbol with dates ascending.
     """
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE requested_symbols AS "
-        "SELECT unnest($symbols::VARCHAR[]) AS symbol",
-        {"symbols": symbols},
+        "CREATE OR REPLACE TEMP TABLE batch_symbols AS SELECT unnest($s::VARCHAR[]) AS symbol",
+        {"s": symbols},
     )
-    con.execute(sql.load("create_features_state"))
-    con.execute(sql.load("find_stale_symbols"), {"features_version": FEATURES_VERSION})
-    with logged_progress(
-        con, log, "sorting the rows of the changed symbols", len(symbols), "symbols"
-    ):
-        con.execute(sql.load("stage_feature_input"))
-    if method == "auto":
-        rows = con.execute("SELECT count(*) FROM feature_input").fetchone()[0]
-        method = "kernel" if rows >= KERNEL_MIN_ROWS else "sql"
-    (_stage_with_kernel if method == "kernel" else _stage_with_sql)(con)
-    return method
+    if method == "sql":
+        return con.sql(sql.load("select_features")).to_arrow_table()
+    prices = con.sql(
+        f"SELECT * FROM {PRICE_VOLUME_TABLE} WHERE symbol IN (SELECT symbol FROM batch_symbols)"
+    ).to_arrow_table()
+    volume, adj_close = prices["volume"].to_numpy(), prices["adj_close"].to_numpy()
+    permutation, lengths = symbol_date_order(prices["symbol"], prices["date"])
+    if permutation is None:
+        moving_avg, rolling_med = rolling_features(volume, adj_close, lengths)
+    else:  # compute in (symbol, date) order, hand the values back in stored order
+        moving_avg, rolling_med = np.empty(len(volume)), np.empty(len(volume))
+        moving_avg[permutation], rolling_med[permutation] = rolling_features(
+            volume[permutation], adj_close[permutation], lengths
+        )
+    return prices.append_column(
+        FEATURE_COLUMNS[0], pa.array(moving_avg, from_pandas=True)
+    ).append_column(FEATURE_COLUMNS[1], pa.array(rolling_med, from_pandas=True))
+
+
+def _batches(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
+    """The stale symbols in batches of about BATCH_ROWS rows; a symbol is never split."""
+    batches: list[list[str]] = [[]]
+    rows_in_batch = 0
+    for symbol, rows in con.execute(
+        "SELECT symbol, rows FROM stale_symbols WHERE rows > 0 ORDER BY symbol"
+    ).fetchall():
+        if batches[-1] and rows_in_batch + rows > BATCH_ROWS:
+            batches.append([])
+            rows_in_batch = 0
+        batches[-1].append(symbol)
+        rows_in_batch += rows
+    return [batch for batch in batches if batch]
+
+
+def _write_stage_file(features: pa.Table, path: Path) -> None:
+    """Write one batch to the stage, on a connection of its own (it runs beside the inserts)."""
+    with duckdb.connect() as con:
+        con.register("batch_features", features)
+        copy_to_parquet(con, stage_query("batch_features", FEATURE_COLUMNS), path)
 
 
 def write_features(
@@ -129,32 +134,77 @@ def write_features(
     """Bring the rows of `symbols` in `features_table` and Parquet stage 2 up to date.
 
     Only symbols whose prices changed since their features were computed are recomputed; their
-    rows are replaced, every other symbol's rows stay as they are.
+    rows are replaced, every other symbol's rows stay as they are. Batches of symbols bound the
+    memory; each batch's stage file is written while the next batch is computed and inserted.
     """
     start = time.perf_counter()
     con.execute(sql.load("create_features_table"))
-    used = stage_features(con, symbols, method)
-    stale = con.execute("SELECT count(*) FROM stale_symbols").fetchone()[0]
-    log.info("%d of %d symbols changed since their features were computed", stale, len(symbols))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE requested_symbols AS "
+        "SELECT unnest($symbols::VARCHAR[]) AS symbol",
+        {"symbols": symbols},
+    )
+    con.execute(sql.load("create_features_state"))
+    con.execute(sql.load("find_stale_symbols"), {"features_version": FEATURES_VERSION})
+    stale, stale_rows = con.execute("SELECT count(*), sum(rows) FROM stale_symbols").fetchone()
+    stale_rows = stale_rows or 0
+    if method == "auto":
+        method = "kernel" if stale_rows >= KERNEL_MIN_ROWS else "sql"
+    batches = _batches(con)
+    log.info(
+        "%d of %d symbols changed since their features were computed: %s rows in %d batches",
+        stale,
+        len(symbols),
+        f"{stale_rows:,}",
+        len(batches),
+    )
+    rows = with_features = 0
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
             f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)"
         )
-        with logged_progress(con, log, "writing features_table", stale, "symbols"):
-            con.execute(f"INSERT INTO {FEATURES_TABLE} SELECT * FROM new_features")
-        if stale:
-            replace_symbols(
-                con, stage_query("new_features", FEATURE_COLUMNS), stage_dir, "stale_symbols"
-            )
+        with (
+            SymbolReplacement(con, stage_dir, "stale_symbols") as stage,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as computer,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-2") as writer,
+        ):
+            # Three steps overlap: batch n+1 is computed (on a cursor of its own) while batch n
+            # is inserted and batch n-1 is written to the stage.
+            reader = con.cursor()
+            computing = [
+                computer.submit(compute_features, reader, batch, method) for batch in batches[:1]
+            ]
+            stage_write: Future | None = None
+            for number in range(1, len(batches) + 1):
+                features = computing.pop().result()
+                if number < len(batches):
+                    computing.append(
+                        computer.submit(compute_features, reader, batches[number], method)
+                    )
+                con.register("batch_features", features)
+                con.execute(f"INSERT INTO {FEATURES_TABLE} BY NAME SELECT * FROM batch_features")
+                con.unregister("batch_features")
+                if stage_write is not None:
+                    stage_write.result()  # one stage file in flight keeps memory bounded
+                stage_write = writer.submit(_write_stage_file, features, stage.new_file())
+                rows += features.num_rows
+                with_features += features.num_rows - features[FEATURE_COLUMNS[0]].null_count
+                log.info(
+                    "features: batch %d of %d done, %s of %s rows",
+                    number,
+                    len(batches),
+                    f"{rows:,}",
+                    f"{stale_rows:,}",
+                )
+            if stage_write is not None:
+                stage_write.result()
+            stage.apply()
         con.execute(sql.load("record_features_state"), {"features_version": FEATURES_VERSION})
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    rows, with_features = con.execute(
-        "SELECT count(*), count(vol_moving_avg) FROM new_features"
-    ).fetchone()
     seconds = time.perf_counter() - start
     log.info(
         "features of %d symbols, %d rows in %.1f s (%.0f rows/s, %s)",
@@ -162,6 +212,6 @@ def write_features(
         rows,
         seconds,
         rows / seconds if seconds else 0,
-        used,
+        method,
     )
-    return FeaturesReport(len(symbols), stale, rows, with_features, used, seconds)
+    return FeaturesReport(len(symbols), stale, rows, with_features, method, seconds)

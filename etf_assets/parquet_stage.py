@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -10,16 +12,37 @@ import duckdb
 from etf_assets import sql
 from etf_assets.atomic_dir import new_pending
 
+# Parquet 2 encodings (delta, byte-stream-split) and no dictionaries: at full scale stage 1 is
+# written in 4-5 s and takes 707 MB, against 7.5 s and 997 MB with DuckDB's defaults.
+WRITE_OPTIONS = "FORMAT parquet, PARQUET_VERSION V2, DICTIONARY_SIZE_LIMIT 1"
+
 
 def quote_path(path: Path) -> str:
     """`path` as a DuckDB string literal (file names cannot be bound as parameters in COPY)."""
     return "'" + str(path).replace("'", "''") + "'"
 
 
+@contextmanager
+def _rows_in_any_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """A stage promises no row order, and not keeping it makes DuckDB's writes ~15% faster."""
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute("SET SESSION preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute(f"SET SESSION preserve_insertion_order = {str(before).lower()}")
+
+
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """Write the rows of `query` to the Parquet file `path`."""
+    with _rows_in_any_order(con):
+        con.execute(f"COPY ({query}) TO {quote_path(path)} ({WRITE_OPTIONS})")
+
+
 def write_pending(con: duckdb.DuckDBPyConnection, query: str, stage_dir: Path) -> Path:
     """Write `query` as Parquet into a new folder beside `stage_dir` and return that folder."""
     pending = new_pending(stage_dir)
-    con.execute(f"COPY ({query}) TO {quote_path(pending / 'part-0.parquet')} (FORMAT parquet)")
+    copy_to_parquet(con, query, pending / "part-0.parquet")
     return pending
 
 
@@ -29,52 +52,67 @@ def stage_query(table: str, extra_columns: tuple[str, ...] = ()) -> str:
     return sql.load("select_stage_columns").format(table=table, extra_columns=extra)
 
 
-def replace_symbols(
-    con: duckdb.DuckDBPyConnection, query: str, stage_dir: Path, symbols_table: str
-) -> None:
-    """Replace the rows of the symbols listed in `symbols_table` by the rows of `query`.
+class SymbolReplacement:
+    """Replace the stage rows of the symbols listed in a table by new files, all at once.
 
-    Each call adds one file with its rows; files holding earlier rows of those symbols are
-    rewritten without them (or removed). All new files are written before any is renamed in.
+    Callers write the new rows to paths from `new_file`; `apply` then drops those symbols' older
+    rows (removing files that hold nothing else, rewriting the others) and renames the new files
+    in. Leaving the `with` block by an exception discards the new files.
     """
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    existing = sorted(str(path) for path in stage_dir.glob("*.parquet"))
-    affected = []
-    if existing:
-        affected = [
-            row[0]
-            for row in con.execute(
-                f"""SELECT DISTINCT filename FROM read_parquet($files, filename = true)
-                    WHERE "Symbol" IN (SELECT symbol FROM {symbols_table})""",
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, stage_dir: Path, symbols_table: str):
+        self._con = con
+        self._stage_dir = stage_dir
+        self._symbols_table = symbols_table  # a fixed name, never input
+        self._new_files: list[Path] = []
+
+    def __enter__(self) -> SymbolReplacement:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            for path in self._new_files:
+                path.unlink(missing_ok=True)
+
+    def new_file(self) -> Path:
+        """A pending path for one more file of new rows."""
+        self._stage_dir.mkdir(parents=True, exist_ok=True)
+        path = self._stage_dir / f"part-{uuid.uuid4().hex[:12]}.parquet.pending"
+        self._new_files.append(path)
+        return path
+
+    def apply(self) -> None:
+        moves: list[tuple[Path, Path | None]] = []
+        for old, rows_kept in self._files_with_replaced_rows():
+            if rows_kept == 0:
+                moves.append((old, None))
+                continue
+            kept = old.with_name(old.name + ".pending")
+            copy_to_parquet(
+                self._con,
+                f"""SELECT * FROM read_parquet({quote_path(old)})
+                    WHERE "Symbol" NOT IN (SELECT symbol FROM {self._symbols_table})""",
+                kept,
+            )
+            moves.append((old, kept))
+        for old, kept in moves:
+            if kept is None:
+                old.unlink()
+            else:
+                kept.replace(old)
+        for new in self._new_files:
+            new.replace(new.with_suffix(""))  # drops ".pending"
+        self._new_files = []
+
+    def _files_with_replaced_rows(self) -> list[tuple[Path, int]]:
+        """The live files holding rows of the symbols, with how many rows of others they hold."""
+        existing = sorted(str(path) for path in self._stage_dir.glob("*.parquet"))
+        if not existing:
+            return []
+        return [
+            (Path(name), kept)
+            for name, kept in self._con.execute(
+                sql.load("find_stage_files_to_replace").format(symbols_table=self._symbols_table),
                 {"files": existing},
             ).fetchall()
         ]
-    moves: list[tuple[Path, Path | None]] = []
-    for name in affected:
-        old = Path(name)
-        kept = old.with_name(old.name + ".pending")
-        con.execute(
-            f"""COPY (SELECT * FROM read_parquet({quote_path(old)})
-                      WHERE "Symbol" NOT IN (SELECT symbol FROM {symbols_table}))
-                TO {quote_path(kept)} (FORMAT parquet)"""
-        )
-        moves.append((old, None if _drop_if_empty(con, kept) else kept))
-    new_file = stage_dir / f"part-{uuid.uuid4().hex[:12]}.parquet"
-    pending_new = new_file.with_name(new_file.name + ".pending")
-    con.execute(f"COPY ({query}) TO {quote_path(pending_new)} (FORMAT parquet)")
-    new_is_empty = _drop_if_empty(con, pending_new)
-    for old, kept in moves:
-        if kept is None:
-            old.unlink()
-        else:
-            kept.replace(old)
-    if not new_is_empty:
-        pending_new.replace(new_file)
-
-
-def _drop_if_empty(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
-    """Delete the Parquet file at `path` if it has no rows; return whether it was deleted."""
-    empty = con.execute(f"SELECT count(*) = 0 FROM read_parquet({quote_path(path)})").fetchone()[0]
-    if empty:
-        path.unlink()
-    return empty

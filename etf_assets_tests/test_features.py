@@ -122,21 +122,25 @@ def test_sql_definition_and_kernel_are_identical(
     results = {}
     with duckdb.connect(pipeline.warehouse.database) as con:
         for method in ("sql", "kernel"):
-            features.stage_features(con, symbols, method)
-            results[method] = con.execute(
-                "SELECT symbol, date, vol_moving_avg, adj_close_rolling_med FROM new_features "
-                "ORDER BY symbol, date"
-            ).df()
+            computed = features.compute_features(con, symbols, method)
+            results[method] = (
+                computed.select(["symbol", "date", "vol_moving_avg", "adj_close_rolling_med"])
+                .sort_by([("symbol", "ascending"), ("date", "ascending")])
+                .to_pandas()
+            )
     pd.testing.assert_frame_equal(results["sql"], results["kernel"], check_exact=True)
     assert results["sql"]["vol_moving_avg"].notna().sum() > 0
 
 
 def test_one_partition_rematerialized_leaves_others_identical(
-    sample_dir: Path, pipeline_factory
+    sample_dir: Path, pipeline_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(features, "BATCH_ROWS", 5_000)  # a stage of several files
     pipeline = pipeline_factory(sample_dir)
     assert pipeline.ingest().success
     assert pipeline.features().success
+    stage_files = sorted(pipeline.settings.features_stage.glob("*.parquet"))
+    assert len(stage_files) >= 5
     keys = pipeline.instance.get_dynamic_partitions("symbols")
     target = keys[len(keys) // 2]
     others_sql = "SELECT * FROM features_table WHERE symbol <> $s ORDER BY symbol, date"
@@ -155,6 +159,10 @@ def test_one_partition_rematerialized_leaves_others_identical(
     assert result.success
 
     assert pipeline.query(others_sql, {"s": target}) == others_before
+    # The target's new rows are one new file; only the file that held its old rows changed.
+    after = sorted(pipeline.settings.features_stage.glob("*.parquet"))
+    assert len(after) == len(stage_files) + 1
+    assert len(set(after) - set(stage_files)) == 1
     with duckdb.connect() as con:
         assert con.execute(stage_sql, {"s": target}).fetchall() == stage_before
         staged_rows = con.execute(f"SELECT count(*) FROM read_parquet('{stage_glob}')").fetchone()[

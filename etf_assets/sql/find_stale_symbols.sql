@@ -2,13 +2,16 @@
 -- another version of the feature code; the others need no recomputation.
 CREATE OR REPLACE TEMP TABLE stale_symbols AS
 WITH current_hashes AS (
-    SELECT symbol, bit_xor(hash(date, open, high, low, close, adj_close, volume, security_name))
-        AS content_hash
+    SELECT
+        symbol,
+        bit_xor(hash(date, open, high, low, close, adj_close, volume, security_name))
+            AS content_hash,
+        count(*) AS rows
     FROM price_volume_table
     WHERE symbol IN (SELECT symbol FROM requested_symbols)
     GROUP BY symbol
 )
-SELECT r.symbol, c.content_hash
+SELECT r.symbol, c.content_hash, coalesce(c.rows, 0) AS rows
 FROM requested_symbols AS r
 LEFT JOIN current_hashes AS c USING (symbol)
 LEFT JOIN features_state AS s USING (symbol)

@@ -5,6 +5,7 @@ SELECT
     p.*,
     CASE WHEN count(*) OVER w = 30 THEN avg(p.volume) OVER w END AS vol_moving_avg,
     CASE WHEN count(*) OVER w = 30 THEN median(p.adj_close) OVER w END AS adj_close_rolling_med
-FROM feature_input AS p
+FROM price_volume_table AS p
+WHERE p.symbol IN (SELECT symbol FROM batch_symbols)
 WINDOW w AS (PARTITION BY p.symbol ORDER BY p.date ROWS BETWEEN 29 PRECEDING AND CURRENT ROW)
 ORDER BY p.symbol, p.date

@@ -1,9 +1,9 @@
-"""The two 30-row features, computed in DuckDB and written to `features_table` and stage 2.
+"""The two 30-row features of the stale symbols, written to `features_table` and stage 2.
 
 `sql/select_features.sql` is the definition (window SQL). DuckDB's windowed MEDIAN takes about
-16 s at full scale, so large batches use an exact kernel instead: an integer running sum for the
-mean and bottleneck's double-heap `move_median` for the median, over the (symbol, date)-sorted
-column, then NULL for each symbol's first 29 rows (exactly the windows that would reach into the
+16 s at full scale, so large runs use an exact kernel instead: an integer running sum for the
+mean and bottleneck's double-heap `move_median` for the median, over each symbol's rows in date
+order, then NULL for each symbol's first 29 rows (exactly the windows that would reach into the
 previous symbol). Tests prove both give identical values.
 """
 
@@ -172,16 +172,13 @@ def write_features(
             # Three steps overlap: batch n+1 is computed (on a cursor of its own) while batch n
             # is inserted and batch n-1 is written to the stage.
             reader = con.cursor()
-            computing = [
-                computer.submit(compute_features, reader, batch, method) for batch in batches[:1]
-            ]
+            if batches:
+                computed = computer.submit(compute_features, reader, batches[0], method)
             stage_write: Future | None = None
             for number in range(1, len(batches) + 1):
-                features = computing.pop().result()
+                features = computed.result()
                 if number < len(batches):
-                    computing.append(
-                        computer.submit(compute_features, reader, batches[number], method)
-                    )
+                    computed = computer.submit(compute_features, reader, batches[number], method)
                 con.register("batch_features", features)
                 con.execute(f"INSERT INTO {FEATURES_TABLE} BY NAME SELECT * FROM batch_features")
                 con.unregister("batch_features")
@@ -199,6 +196,7 @@ def write_features(
                 )
             if stage_write is not None:
                 stage_write.result()
+            reader.close()
             stage.apply()
         con.execute(sql.load("record_features_state"), {"features_version": FEATURES_VERSION})
         con.execute("COMMIT")

@@ -25,7 +25,7 @@ def files_with_unordered_dates(con: duckdb.DuckDBPyConnection, table: str) -> li
     days = stored.column(1).cast(pa.int32()).to_numpy()
     if len(files) == 0:
         return []
-    run_starts = np.concatenate(([0], np.flatnonzero(np.diff(files)) + 1))
+    run_starts = _run_starts(files)
     run_ends = np.append(run_starts[1:], len(files)) - 1
     steps_back = np.flatnonzero(np.diff(days) <= 0) + 1
     unordered = set(files[steps_back[~np.isin(steps_back, run_starts)]].tolist())
@@ -55,5 +55,9 @@ def symbol_date_order(
     in_order = np.all((code_steps > 0) | ((code_steps == 0) & (np.diff(days) > 0)))
     permutation = None if in_order else np.lexsort((days, codes))
     grouped = codes if permutation is None else codes[permutation]
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(grouped)) + 1))
-    return permutation, np.diff(np.append(starts, len(grouped))).astype(np.int64)
+    return permutation, np.diff(np.append(_run_starts(grouped), len(grouped))).astype(np.int64)
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal consecutive `values` starts (`values` is not empty)."""
+    return np.concatenate(([0], np.flatnonzero(np.diff(values)) + 1))

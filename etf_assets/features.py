@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from etf_assets import sql
 from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, PRICE_VOLUME_TABLE, WINDOW_ROWS
-from etf_assets.parquet_stage import SymbolReplacement, copy_to_parquet, stage_query
+from etf_assets.parquet_stage import SymbolReplacement, copy_stage_rows
 from etf_assets.stored_order import symbol_date_order
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def _write_stage_file(features: pa.Table, path: Path) -> None:
     """Write one batch to the stage, on a connection of its own (it runs beside the inserts)."""
     with duckdb.connect() as con:
         con.register("batch_features", features)
-        copy_to_parquet(con, stage_query("batch_features", FEATURE_COLUMNS), path)
+        copy_stage_rows(con, "batch_features", path, FEATURE_COLUMNS)
 
 
 def write_features(

@@ -20,7 +20,6 @@ import duckdb
 from etf_assets import parquet_stage, sql
 from etf_assets.atomic_dir import publish
 from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER, PRICE_VOLUME_TABLE
-from etf_assets.parquet_stage import stage_query
 from etf_assets.progress import logged_progress
 from etf_assets.stored_order import files_with_unordered_dates
 from etf_assets.symbols_meta import Rejected, SymbolsMeta, read_symbols_meta, register_symbols_meta
@@ -152,7 +151,7 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
         con.execute(f"DROP TABLE IF EXISTS {PRICE_VOLUME_TABLE}")
         con.execute(f"ALTER TABLE {LOAD_TABLE} RENAME TO {PRICE_VOLUME_TABLE}")
         report = _report(con, len(files) + len(early_rejects), scanned - irregular_rows, meta)
-        pending = parquet_stage.write_pending(con, stage_query(PRICE_VOLUME_TABLE), stage_dir)
+        pending = parquet_stage.write_pending(con, PRICE_VOLUME_TABLE, stage_dir)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.TransactionException):  # none may be open

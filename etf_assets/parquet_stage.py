@@ -39,17 +39,23 @@ def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> N
         con.execute(f"COPY ({query}) TO {quote_path(path)} ({WRITE_OPTIONS})")
 
 
-def write_pending(con: duckdb.DuckDBPyConnection, query: str, stage_dir: Path) -> Path:
-    """Write `query` as Parquet into a new folder beside `stage_dir` and return that folder."""
+def write_pending(con: duckdb.DuckDBPyConnection, table: str, stage_dir: Path) -> Path:
+    """Write the rows of `table` as Parquet into a new folder beside `stage_dir`; return it."""
     pending = new_pending(stage_dir)
-    copy_to_parquet(con, query, pending / "part-0.parquet")
+    copy_stage_rows(con, table, pending / "part-0.parquet")
     return pending
 
 
-def stage_query(table: str, extra_columns: tuple[str, ...] = ()) -> str:
-    """SELECT of `table` (a fixed name) in the stage layout, with `extra_columns` appended."""
-    extra = "".join(f",\n    {column}" for column in extra_columns)
-    return sql.load("select_stage_columns").format(table=table, extra_columns=extra)
+def copy_stage_rows(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, extra_columns: tuple[str, ...] = ()
+) -> None:
+    """Write the rows of `table` (a fixed name) in the stage layout to the Parquet file `path`,
+    with `extra_columns` appended."""
+    con.execute(sql.load("create_stage_lookups").format(table=table))
+    extra = "".join(f",\n    p.{column}" for column in extra_columns)
+    copy_to_parquet(
+        con, sql.load("select_stage_columns").format(table=table, extra_columns=extra), path
+    )
 
 
 class SymbolReplacement:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 import pytest
 
 from etf_assets.definitions import defs
@@ -21,6 +22,12 @@ EXCERPT = Path(
     or Path(__file__).resolve().parents[2] / "shared" / "data" / "kaggle-excerpt"
 )
 INGEST_KEYS = ["raw_zip", "price_volume_table", "symbol_table"]
+# What Arrow-based readers (pandas, polars, pyarrow) see: plain strings, never dictionaries.
+STAGE_ARROW_TYPES = [
+    ("Symbol", pa.string()), ("Security Name", pa.string()), ("Date", pa.string()),
+    ("Open", pa.float64()), ("High", pa.float64()), ("Low", pa.float64()),
+    ("Close", pa.float64()), ("Adj Close", pa.float64()), ("Volume", pa.int64()),
+]  # fmt: skip
 
 
 def zip_folder_plain(folder: Path, archive: Path) -> Path:

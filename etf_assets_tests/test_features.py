@@ -9,10 +9,13 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from etf_assets import features
 from etf_assets.constants import META_HEADER, PRICE_HEADER
+from etf_assets_tests.conftest import STAGE_ARROW_TYPES
 
 FEATURE_QUERY = """SELECT symbol, date, volume, adj_close, vol_moving_avg, adj_close_rolling_med
                    FROM features_table ORDER BY symbol, date"""
@@ -99,17 +102,21 @@ def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory
     assert assert_matches_pandas(pipeline) == 113_955 - 1  # every price row but the blank one
     symbols = {r[0] for r in pipeline.query("SELECT DISTINCT symbol FROM features_table")}
     assert symbols == set(pipeline.instance.get_dynamic_partitions("symbols"))
-    # Stage 2 holds the same rows with the problem statement's names.
+    # Stage 2 holds the same rows with the problem statement's names and types.
     stage = pipeline.settings.features_stage
+    for path in stage.rglob("*.parquet"):
+        schema = pq.read_schema(path)
+        assert [(field.name, field.type) for field in schema] == [
+            *STAGE_ARROW_TYPES,
+            ("vol_moving_avg", pa.float64()),
+            ("adj_close_rolling_med", pa.float64()),
+        ], path
     with duckdb.connect() as con:
         staged = con.execute(
-            f"""SELECT "Symbol", "Date"::DATE, vol_moving_avg, adj_close_rolling_med
-                FROM read_parquet('{stage}/**/*.parquet') ORDER BY 1, 2"""
+            f"""SELECT * REPLACE ("Date"::DATE AS "Date")
+                FROM read_parquet('{stage}/**/*.parquet') ORDER BY ALL"""
         ).fetchall()
-    assert staged == pipeline.query(
-        "SELECT symbol, date, vol_moving_avg, adj_close_rolling_med FROM features_table "
-        "ORDER BY 1, 2"
-    )
+    assert staged == pipeline.query("SELECT * FROM features_table ORDER BY ALL")
 
 
 @pytest.mark.parametrize("dataset", ["excerpt", "sample"])

@@ -1,13 +1,17 @@
--- Rows in the Parquet stages' layout (the problem statement's names and types). The table and
--- extra columns are filled in from fixed names by parquet_stage.stage_query, never from input.
+-- Rows in the Parquet stages' layout (the problem statement's names and types), the text columns
+-- from the lookups of create_stage_lookups.sql. The table and extra columns are filled in from
+-- fixed names by parquet_stage.stage_query, never from input.
 SELECT
-    symbol AS "Symbol",
-    security_name AS "Security Name",
-    CAST(date AS VARCHAR) AS "Date",
-    open AS "Open",
-    high AS "High",
-    low AS "Low",
-    close AS "Close",
-    adj_close AS "Adj Close",
-    volume AS "Volume"{extra_columns}
-FROM {table}
+    s.symbol_text AS "Symbol",
+    s.security_name_text AS "Security Name",
+    d.date_text AS "Date",
+    p.open AS "Open",
+    p.high AS "High",
+    p.low AS "Low",
+    p.close AS "Close",
+    p.adj_close AS "Adj Close",
+    p.volume AS "Volume"{extra_columns}
+FROM {table} AS p
+JOIN stage_symbols AS s
+    ON p.symbol = s.symbol AND p.security_name IS NOT DISTINCT FROM s.security_name
+JOIN stage_dates AS d ON p.date = d.date

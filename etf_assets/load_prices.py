@@ -12,10 +12,12 @@ import contextlib
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from etf_assets import parquet_stage, sql
 from etf_assets.atomic_dir import publish
@@ -142,8 +144,10 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
 
     pending = None
     try:
-        scanned = _scan(con, files)
-        _find_irregular_files(con)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-count") as counter:
+            data_lines = counter.submit(_count_data_lines, files)
+            scanned = _scan(con, files)
+            _find_irregular_files(con, data_lines.result())
         con.execute("BEGIN TRANSACTION")
         irregular_rows = _reload_irregular_files(con)
         con.execute(sql.load("create_rejected_rows"))
@@ -183,11 +187,36 @@ def _scan(con: duckdb.DuckDBPyConnection, files: list[PriceFile]) -> int:
     return scanned
 
 
-def _find_irregular_files(con: duckdb.DuckDBPyConnection) -> None:
-    """Fill `irregular_files`: the files whose fast-scan rows are not exactly what they hold."""
+def _count_data_lines(files: list[PriceFile]) -> list[int]:
+    """The lines after the header of each file, empty lines included.
+
+    The typed scan skips the rows it cannot read; a file with fewer rows than lines is then
+    reloaded line by line. Counting newlines takes about 1.3 s of one core at full scale, beside
+    the scan; having the reader record its rejects instead (store_rejects) made the scan 2.5 s
+    slower.
+    """
+    newline = ord("\n")
+    counts = []
+    for file in files:
+        content = np.fromfile(file.path, dtype=np.uint8)
+        lines = int(np.count_nonzero(content == newline))
+        if len(content) and content[-1] != newline:
+            lines += 1  # the last line has no newline
+        counts.append(max(lines - 1, 0))
+    return counts
+
+
+def _find_irregular_files(con: duckdb.DuckDBPyConnection, data_lines: list[int]) -> None:
+    """Fill `irregular_files`: the files whose fast-scan rows are not exactly what they hold.
+
+    `data_lines` holds each price file's lines after the header, in `price_files` order.
+    """
     con.execute(sql.load("profile_loaded_files"))
     unordered = files_with_unordered_dates(con, LOAD_TABLE)
-    con.execute(sql.load("find_irregular_files"), {"unordered_files": unordered})
+    con.execute(
+        sql.load("find_irregular_files"),
+        {"data_lines": data_lines, "unordered_files": unordered},
+    )
 
 
 def _reload_irregular_files(con: duckdb.DuckDBPyConnection) -> int:

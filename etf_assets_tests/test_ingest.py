@@ -149,7 +149,20 @@ IRREGULAR_FILES = {
     "TRAIL": ["2020-01-02,1,2,0.5,1.5,1.5,7,", "2020-01-03,1,2,0.5,1.5,1.5,8,"],
     "TRAILB": ["2020-01-02,1,2,0.5,1.5,1.5,7,", "2020-01-03,,,,,,",
                "2020-01-06,1,2,0.5,1.5,1.5,9,"],
+    # Rows the typed scan skips without a word: only the count of lines gives them away.
+    "FIELDS": ["2020-01-02,1,2,0.5,1.5,1.5,7,9", "2020-01-03,1,2,0.5,1.5,7",
+               "2020-01-06,1,2,0.5,1.5,1.5,7"],
+    "WORD": ["2020-01-02,abc,2,0.5,1.5,1.5,7", "2020-01-03,1,2,0.5,1.5,1.5,8"],
+    "BADDATE": ["2020-02-30,1,2,0.5,1.5,1.5,7", "2020-03-02,1,2,0.5,1.5,1.5,8"],
+    "EMPTYLINE": ["2020-01-02,1,2,0.5,1.5,1.5,7", "", "2020-01-03,1,2,0.5,1.5,1.5,8"],
 }  # fmt: skip
+# Line endings: no newline after the last row; Windows line ends.
+LINE_ENDINGS = {
+    "NOEOL": "Date,Open,High,Low,Close,Adj Close,Volume\n2020-01-02,1,2,0.5,1.5,1.5,7\n"
+    "2020-01-03,1,2,0.5,1.5,1.5,8",
+    "CRLF": "Date,Open,High,Low,Close,Adj Close,Volume\r\n2020-01-02,1,2,0.5,1.5,1.5,7\r\n"
+    "2020-01-03,,,,,,\r\n2020-01-06,1,2,0.5,1.5,1.5,9\r\n",
+}
 
 
 def test_irregular_files_match_the_oracle(excerpt_dir: Path, pipeline_factory, tmp_path) -> None:
@@ -158,6 +171,8 @@ def test_irregular_files_match_the_oracle(excerpt_dir: Path, pipeline_factory, t
     for stem, lines in IRREGULAR_FILES.items():
         text = "\n".join(["Date,Open,High,Low,Close,Adj Close,Volume", *lines]) + "\n"
         (archive / "stocks" / f"{stem}.csv").write_text(text)
+    for stem, text in LINE_ENDINGS.items():
+        (archive / "stocks" / f"{stem}.csv").write_bytes(text.encode())
     pipeline = pipeline_factory(archive)
     assert pipeline.ingest().success
     expected = read_expected(archive)
@@ -171,6 +186,11 @@ def test_irregular_files_match_the_oracle(excerpt_dir: Path, pipeline_factory, t
     assert pipeline.query(
         "SELECT volume FROM price_volume_table WHERE symbol LIKE 'TRAIL%' ORDER BY symbol, date"
     ) == [(7,), (8,), (7,), (9,)]
+    assert {("stocks/FIELDS.csv", 2), ("stocks/FIELDS.csv", 3)} <= expected.rejected_lines
+    assert pipeline.query(
+        "SELECT symbol, count(*) FROM price_volume_table "
+        "WHERE symbol IN ('NOEOL', 'CRLF', 'EMPTYLINE') GROUP BY ALL ORDER BY ALL"
+    ) == [("CRLF", 2), ("EMPTYLINE", 2), ("NOEOL", 2)]
 
 
 def test_parquet_stage_has_exact_schema_and_rows(sample_dir: Path, pipeline_factory) -> None:

@@ -1,7 +1,7 @@
--- Fast path: one typed, parallel scan of every price file into the load table. Empty fields are
--- read as errors (force_not_null), so blank rows land in reject_errors with the reader's other
--- rejects. Volume is read as DOUBLE and kept only when it is a whole number: a BIGINT read would
--- round "100.5" silently. Files whose rows need more than this are reloaded line by line.
+-- Fast path: one typed, parallel scan of every price file into the load table. Rows the reader
+-- cannot type are skipped (ignore_errors), empty fields among them (force_not_null): a file whose
+-- rows then fall short of its lines is reloaded line by line. Volume is read as DOUBLE and kept
+-- only when it is a whole number: a BIGINT read would round "100.5" silently.
 CREATE OR REPLACE TABLE price_volume_load AS
 SELECT
     f.symbol,
@@ -24,7 +24,7 @@ FROM read_csv(
     delim = ',',
     quote = '',
     escape = '',
-    store_rejects = true,
+    ignore_errors = true,
     force_not_null = ['Date', 'Open', 'High', 'Low', 'Close', 'Adj Close', 'Volume'],
     columns = {
         'Date': 'DATE', 'Open': 'DOUBLE', 'High': 'DOUBLE', 'Low': 'DOUBLE', 'Close': 'DOUBLE',

@@ -80,20 +80,24 @@ def compute_features(
 
     `method` is "sql" (the definition, `sql/select_features.sql`) or "kernel": the same values,
     computed in numpy over the rows in (symbol, date) order. The kernel returns rows in the order
-    DuckDB stores them and sorts only the two input columns, and only when that order is not
-    already grouped by symbol with dates ascending.
+    DuckDB returns them and sorts only the two input columns, and only when that order is not
+    (symbol, date) already.
     """
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_symbols AS SELECT unnest($s::VARCHAR[]) AS symbol",
+        "CREATE OR REPLACE TEMP TABLE batch_symbols AS SELECT unnest($s::VARCHAR[]) AS symbol, "
+        "generate_subscripts($s::VARCHAR[], 1) AS symbol_number",
         {"s": symbols},
     )
     if method == "sql":
         return con.sql(sql.load("select_features")).to_arrow_table()
+    # Each row's symbol as a number saves hashing every row's symbol to group them.
     prices = con.sql(
-        f"SELECT * FROM {PRICE_VOLUME_TABLE} WHERE symbol IN (SELECT symbol FROM batch_symbols)"
+        f"SELECT p.*, b.symbol_number FROM {PRICE_VOLUME_TABLE} AS p "
+        "JOIN batch_symbols AS b USING (symbol)"
     ).to_arrow_table()
+    permutation, lengths = symbol_date_order(prices["symbol_number"], prices["date"])
+    prices = prices.drop_columns(["symbol_number"])
     volume, adj_close = prices["volume"].to_numpy(), prices["adj_close"].to_numpy()
-    permutation, lengths = symbol_date_order(prices["symbol"], prices["date"])
     if permutation is None:
         moving_avg, rolling_med = rolling_features(volume, adj_close, lengths)
     else:  # compute in (symbol, date) order, hand the values back in stored order

@@ -10,7 +10,6 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 
 def files_with_unordered_dates(con: duckdb.DuckDBPyConnection, table: str) -> list[int]:
@@ -39,22 +38,23 @@ def files_with_unordered_dates(con: duckdb.DuckDBPyConnection, table: str) -> li
 
 
 def symbol_date_order(
-    symbols: pa.ChunkedArray, dates: pa.ChunkedArray
+    symbol_numbers: pa.ChunkedArray, dates: pa.ChunkedArray
 ) -> tuple[np.ndarray | None, np.ndarray]:
-    """Group rows by symbol (in order of first appearance) with dates ascending.
+    """Order rows by symbol number, then date.
 
     Returns the permutation that does it, or None when the rows are in that order already, and
-    the number of rows of each symbol in the grouped order.
+    the number of rows of each symbol in that order.
     """
-    if len(symbols) == 0:
+    if len(symbol_numbers) == 0:
         return None, np.zeros(0, dtype=np.int64)
-    # Arrow numbers dictionary entries in order of first appearance.
-    codes = pc.dictionary_encode(symbols.combine_chunks()).indices.to_numpy()
-    days = dates.cast(pa.int32()).to_numpy()
-    code_steps = np.diff(codes)
-    in_order = np.all((code_steps > 0) | ((code_steps == 0) & (np.diff(days) > 0)))
-    permutation = None if in_order else np.lexsort((days, codes))
-    grouped = codes if permutation is None else codes[permutation]
+    numbers = symbol_numbers.to_numpy().astype(np.int64)
+    days = dates.cast(pa.int32()).to_numpy().astype(np.int64)
+    # One integer key per row: rows come in long ascending runs (pieces of files), which a stable
+    # (tim)sort merges several times faster than a lexsort of the two columns.
+    key = numbers * (days.max() - days.min() + 1) + (days - days.min())
+    in_order = bool(np.all(np.diff(key) > 0))
+    permutation = None if in_order else np.argsort(key, kind="stable")
+    grouped = numbers if permutation is None else numbers[permutation]
     return permutation, np.diff(np.append(_run_starts(grouped), len(grouped))).astype(np.int64)
 
 

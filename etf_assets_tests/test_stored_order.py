@@ -47,30 +47,36 @@ def test_an_empty_table_has_no_unordered_files() -> None:
     assert files_with_unordered_dates(stored([]), "t") == []
 
 
-def arrays(symbols: list[str], days: list[int]) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+def arrays(numbers: list[int], days: list[int]) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     return (
-        pa.chunked_array([symbols[:2], symbols[2:]], pa.string()),
+        pa.chunked_array([numbers[:2], numbers[2:]], pa.int64()),
         pa.chunked_array([[DAY0 + timedelta(d) for d in days]], pa.date32()),
     )
 
 
-def test_rows_already_grouped_and_sorted_need_no_permutation() -> None:
-    permutation, lengths = symbol_date_order(*arrays(["B", "B", "A", "A", "A"], [1, 2, 1, 2, 3]))
+def test_rows_already_in_symbol_then_date_order_need_no_permutation() -> None:
+    permutation, lengths = symbol_date_order(*arrays([1, 1, 2, 2, 2], [1, 2, 1, 2, 3]))
     assert permutation is None
     assert lengths.tolist() == [2, 3]
 
 
-def test_scattered_rows_are_grouped_by_first_appearance_then_date() -> None:
-    symbols = ["B", "A", "B", "A", "C", "B"]
+def test_scattered_rows_are_ordered_by_symbol_number_then_date() -> None:
+    numbers = [2, 1, 2, 1, 3, 2]
     days = [5, 2, 3, 1, 1, 4]
-    permutation, lengths = symbol_date_order(*arrays(symbols, days))
-    # By hand: B (days 3, 4, 5 at rows 2, 5, 0), then A (days 1, 2 at rows 3, 1), then C.
-    assert permutation.tolist() == [2, 5, 0, 3, 1, 4]
-    assert lengths.tolist() == [3, 2, 1]
+    permutation, lengths = symbol_date_order(*arrays(numbers, days))
+    # By hand: 1 (days 1, 2 at rows 3, 1), then 2 (days 3, 4, 5 at rows 2, 5, 0), then 3.
+    assert permutation.tolist() == [3, 1, 2, 5, 0, 4]
+    assert lengths.tolist() == [2, 3, 1]
+
+
+def test_a_later_symbol_stored_first_is_moved_behind() -> None:
+    permutation, lengths = symbol_date_order(*arrays([2, 2, 1, 1, 1], [1, 2, 1, 2, 3]))
+    assert permutation.tolist() == [2, 3, 4, 0, 1]
+    assert lengths.tolist() == [3, 2]
 
 
 def test_no_rows() -> None:
     permutation, lengths = symbol_date_order(
-        pa.chunked_array([], pa.string()), pa.chunked_array([], pa.date32())
+        pa.chunked_array([], pa.int64()), pa.chunked_array([], pa.date32())
     )
     assert permutation is None and len(lengths) == 0 and lengths.dtype == np.int64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from etf_assets.sample_archive import SampleSpec, generate_folder, zip_folder
 # The real dataset: 5,884 stock and 2,165 ETF files (8,049 with the meta file's symbols).
 FULL_SCALE = SampleSpec(stocks=5884, etfs=2165, rows=3500, seed=42)
 BENCH_DIR = Path(os.environ.get("ETF_BENCH_DIR", "/tmp/etf-bench"))
+# Timings on a shared 2-core VM swing by 25% within minutes: a step and its reference are timed
+# in alternating order this many times, and compared round by round.
+ROUNDS = int(os.environ.get("ETF_BENCH_ROUNDS", "3"))
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,48 @@ def measure(label: str, fn: Callable[..., object], *args: object) -> tuple[Measu
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         seconds, peak_mb, result = pool.apply(_timed_child, (fn, args))
     return Measurement(label, seconds, peak_mb), result
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    fn: Callable[..., object]
+    args: tuple = ()
+    prepare: Callable[[], None] | None = None  # run before each timing, not timed
+
+
+def measure_alternating(
+    steps: list[Step], rounds: int = ROUNDS
+) -> dict[str, list[tuple[Measurement, object]]]:
+    """Time every step `rounds` times, reversing their order every other round, so that no step
+    always runs first; return each step's (measurement, result) pairs, round by round."""
+    timings: dict[str, list[tuple[Measurement, object]]] = {step.label: [] for step in steps}
+    for number in range(rounds):
+        for step in steps if number % 2 == 0 else steps[::-1]:
+            if step.prepare is not None:
+                step.prepare()
+            timings[step.label].append(measure(step.label, step.fn, *step.args))
+    return timings
+
+
+def median_of(runs: list[Measurement], note: str = "") -> Measurement:
+    """One row for the table: the median time and the highest peak of `runs`, with every time."""
+    times = ", ".join(f"{m.seconds:.1f}" for m in runs)
+    return Measurement(
+        runs[0].label,
+        statistics.median(m.seconds for m in runs),
+        max(m.peak_mb for m in runs),
+        f"median of {times} s" + (f"; {note}" if note else ""),
+    )
+
+
+def print_round_ratios(ours: list[Measurement], reference: list[Measurement]) -> None:
+    ratios = [o.seconds / r.seconds for o, r in zip(ours, reference, strict=True)]
+    print(
+        f"  {ours[0].label} / {reference[0].label}, round by round: "
+        + ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+        + f"; median {statistics.median(ratios):.2f}x"
+    )
 
 
 def warm_page_cache(*paths: Path) -> None:

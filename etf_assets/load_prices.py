@@ -1,8 +1,8 @@
 """Load the archive's price files into `price_volume_table`, `rejected_rows` and Parquet stage 1.
 
-One typed DuckDB scan reads every file; the few files it cannot load exactly (reader rejects,
-blank rows, fractional or negative volumes, non-finite numbers, dates out of order) are then
-reloaded line by line, so each rejected row can name its file and line. The rules are SQL in
+One typed DuckDB scan reads every file; the few files it cannot load exactly (rows the reader
+skipped, blank rows among them, fractional or negative volumes, non-finite numbers, dates out of
+order) are then reloaded line by line, so each rejected row can name its file and line. The rules are SQL in
 `sql/`.
 """
 

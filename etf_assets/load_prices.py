@@ -2,8 +2,8 @@
 
 One typed DuckDB scan reads every file; the few files it cannot load exactly (rows the reader
 skipped, blank rows among them, fractional or negative volumes, non-finite numbers, dates out of
-order) are then reloaded line by line, so each rejected row can name its file and line. The rules are SQL in
-`sql/`.
+order) are then reloaded line by line, so each rejected row can name its file and line. The
+rules are SQL in `sql/`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 -- Rows in the Parquet stages' layout (the problem statement's names and types), the text columns
 -- from the lookups of create_stage_lookups.sql. The table and extra columns are filled in from
--- fixed names by parquet_stage.stage_query, never from input.
+-- fixed names by parquet_stage.copy_stage_rows, never from input.
 SELECT
     s.symbol_text AS "Symbol",
     s.security_name_text AS "Security Name",

@@ -192,7 +192,7 @@ def _count_data_lines(files: list[PriceFile]) -> list[int]:
 
     The typed scan skips the rows it cannot read; a file with fewer rows than lines is then
     reloaded line by line. Counting newlines takes about 1.3 s of one core at full scale, beside
-    the scan; having the reader record its rejects instead (store_rejects) made the scan 2.5 s
+    the scan; having the reader record its rejects instead (store_rejects) made the scan 2.6-3.7 s
     slower.
     """
     newline = ord("\n")

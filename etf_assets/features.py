@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from etf_assets import sql
-from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, PRICE_VOLUME_TABLE, WINDOW_ROWS
+from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, WINDOW_ROWS
 from etf_assets.parquet_stage import SymbolReplacement, copy_stage_rows
+from etf_assets.session_settings import rows_in_any_order
 from etf_assets.stored_order import symbol_date_order
 
 log = logging.getLogger(__name__)
@@ -73,9 +76,22 @@ def rolling_features(
     return moving_avg, rolling_med
 
 
+@dataclass(frozen=True)
+class FeatureBatch:
+    """The features of a batch of symbols: `rows` carry a `symbol_number` where the tables have
+    `symbol` and `security_name`; `symbols` holds (symbol, security_name, symbol_number)."""
+
+    symbols: pa.Table
+    rows: pa.Table
+
+
+class SecurityNameError(ValueError):
+    """price_volume_table holds more than one security name for a symbol."""
+
+
 def compute_features(
     con: duckdb.DuckDBPyConnection, symbols: list[str], method: str = "kernel"
-) -> pa.Table:
+) -> FeatureBatch:
     """The price rows of `symbols` with both features.
 
     `method` is "sql" (the definition, `sql/select_features.sql`) or "kernel": the same values,
@@ -83,20 +99,22 @@ def compute_features(
     DuckDB returns them and sorts only the two input columns, and only when that order is not
     (symbol, date) already.
     """
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_symbols AS SELECT unnest($s::VARCHAR[]) AS symbol, "
-        "generate_subscripts($s::VARCHAR[], 1) AS symbol_number",
-        {"s": symbols},
-    )
-    if method == "sql":
-        return con.sql(sql.load("select_features")).to_arrow_table()
-    # Each row's symbol as a number saves hashing every row's symbol to group them.
-    prices = con.sql(
-        f"SELECT p.*, b.symbol_number FROM {PRICE_VOLUME_TABLE} AS p "
-        "JOIN batch_symbols AS b USING (symbol)"
+    con.execute(sql.load("create_batch_symbols"), {"symbols": symbols})
+    several = con.execute(
+        "SELECT symbol FROM batch_symbols WHERE security_names > 1 ORDER BY symbol LIMIT 5"
+    ).fetchall()
+    if several:
+        raise SecurityNameError(
+            "price_volume_table holds several security names for symbol(s) "
+            f"{', '.join(row[0] for row in several)}; features need one per symbol"
+        )
+    numbered = con.sql(
+        "SELECT symbol, security_name, symbol_number FROM batch_symbols"
     ).to_arrow_table()
+    if method == "sql":
+        return FeatureBatch(numbered, con.sql(sql.load("select_features")).to_arrow_table())
+    prices = con.sql(sql.load("select_batch_prices")).to_arrow_table()
     permutation, lengths = symbol_date_order(prices["symbol_number"], prices["date"])
-    prices = prices.drop_columns(["symbol_number"])
     volume, adj_close = prices["volume"].to_numpy(), prices["adj_close"].to_numpy()
     if permutation is None:
         moving_avg, rolling_med = rolling_features(volume, adj_close, lengths)
@@ -105,9 +123,10 @@ def compute_features(
         moving_avg[permutation], rolling_med[permutation] = rolling_features(
             volume[permutation], adj_close[permutation], lengths
         )
-    return prices.append_column(
+    rows = prices.append_column(
         FEATURE_COLUMNS[0], pa.array(moving_avg, from_pandas=True)
     ).append_column(FEATURE_COLUMNS[1], pa.array(rolling_med, from_pandas=True))
+    return FeatureBatch(numbered, rows)
 
 
 def _batches(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
@@ -131,11 +150,28 @@ def _batches(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
     return [batch for batch in batches if batch]
 
 
-def _write_stage_file(features: pa.Table, path: Path) -> None:
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, batch: FeatureBatch) -> Iterator[None]:
+    """`batch` as the views `feature_batch_rows` and `feature_batch_symbols` of `con`."""
+    con.register("feature_batch_rows", batch.rows)
+    con.register("feature_batch_symbols", batch.symbols)
+    try:
+        yield
+    finally:
+        con.unregister("feature_batch_rows")
+        con.unregister("feature_batch_symbols")
+
+
+def _write_stage_file(batch: FeatureBatch, path: Path) -> None:
     """Write one batch to the stage, on a connection of its own (it runs beside the inserts)."""
-    with duckdb.connect() as con:
-        con.register("batch_features", features)
-        copy_stage_rows(con, "batch_features", path, FEATURE_COLUMNS)
+    with duckdb.connect() as con, _registered(con, batch):
+        copy_stage_rows(
+            con,
+            "feature_batch_rows",
+            path,
+            FEATURE_COLUMNS,
+            numbered_symbols="feature_batch_symbols",
+        )
 
 
 def write_features(
@@ -175,6 +211,7 @@ def write_features(
             f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)"
         )
         with (
+            rows_in_any_order(con),
             SymbolReplacement(con, stage_dir, "stale_symbols") as stage,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as computer,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-2") as writer,
@@ -186,17 +223,16 @@ def write_features(
                 computed = computer.submit(compute_features, reader, batches[0], method)
             stage_write: Future | None = None
             for number in range(1, len(batches) + 1):
-                features = computed.result()
+                batch = computed.result()
                 if number < len(batches):
                     computed = computer.submit(compute_features, reader, batches[number], method)
-                con.register("batch_features", features)
-                con.execute(f"INSERT INTO {FEATURES_TABLE} BY NAME SELECT * FROM batch_features")
-                con.unregister("batch_features")
+                with _registered(con, batch):
+                    con.execute(sql.load("insert_feature_batch"))
                 if stage_write is not None:
                     stage_write.result()  # one stage file in flight keeps memory bounded
-                stage_write = writer.submit(_write_stage_file, features, stage.new_file())
-                rows += features.num_rows
-                with_features += features.num_rows - features[FEATURE_COLUMNS[0]].null_count
+                stage_write = writer.submit(_write_stage_file, batch, stage.new_file())
+                rows += batch.rows.num_rows
+                with_features += batch.rows.num_rows - batch.rows[FEATURE_COLUMNS[0]].null_count
                 log.info(
                     "features: batch %d of %d done, %s of %s rows",
                     number,

@@ -131,10 +131,13 @@ def test_sql_definition_and_kernel_are_identical(
         for method in ("sql", "kernel"):
             computed = features.compute_features(con, symbols, method)
             results[method] = (
-                computed.select(["symbol", "date", "vol_moving_avg", "adj_close_rolling_med"])
-                .sort_by([("symbol", "ascending"), ("date", "ascending")])
+                computed.rows.select(
+                    ["symbol_number", "date", "vol_moving_avg", "adj_close_rolling_med"]
+                )
+                .sort_by([("symbol_number", "ascending"), ("date", "ascending")])
                 .to_pandas()
             )
+            assert sorted(computed.symbols["symbol"].to_pylist()) == sorted(symbols)
     pd.testing.assert_frame_equal(results["sql"], results["kernel"], check_exact=True)
     assert results["sql"]["vol_moving_avg"].notna().sum() > 0
 
@@ -229,3 +232,25 @@ def test_materialization_shows_volume_against_its_average(tmp_path: Path, pipeli
     assert len(bars) == 31 and bars[0] == "▁" and bars[-1] == "█"
     assert average_line.split("  ")[-1].strip() and len(average_line.split()) == 2
     assert "**T**" in chart
+
+
+def test_a_symbol_with_two_security_names_fails_and_changes_nothing(
+    sample_dir: Path, pipeline_factory
+) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+    assert pipeline.features().success
+    before = pipeline.query("SELECT * FROM features_table ORDER BY ALL")
+    target = pipeline.instance.get_dynamic_partitions("symbols")[0]
+    with duckdb.connect(pipeline.warehouse.database) as con:  # one row renamed, and its volume
+        con.execute(
+            """UPDATE price_volume_table SET security_name = 'Another name', volume = volume + 1
+               WHERE symbol = $s AND date = (SELECT max(date) FROM price_volume_table
+                                             WHERE symbol = $s)""",
+            {"s": target},
+        )
+    result = pipeline.materialize(["features_table"], partition_key=target, raise_on_error=False)
+    assert not result.success
+    message = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "several security names" in message and target in message
+    assert pipeline.query("SELECT * FROM features_table ORDER BY ALL") == before

@@ -1,8 +1,10 @@
--- The stages' text columns as ENUMs, one entry per distinct value of {table} (a fixed name, never
--- input). DuckDB writes an ENUM column to Parquet as a dictionary-encoded string column instead
--- of encoding every row's string: at full scale stage 1 takes 3.3-5.2 s instead of 5.6-7.9 s.
+-- The stages' text columns as ENUMs, one entry per distinct value. DuckDB writes an ENUM column
+-- to Parquet as a dictionary-encoded string column instead of encoding every row's string: at
+-- full scale stage 1 takes 3.3-5.2 s instead of 5.6-7.9 s. {symbols} is a fixed table or query
+-- of distinct (symbol, security_name) rows, with any more columns to join rows to them by;
+-- {table} is a fixed table name. Neither is ever input.
 CREATE OR REPLACE TEMP TABLE stage_symbol_values AS
-SELECT DISTINCT symbol, security_name FROM {table};
+SELECT * FROM {symbols};
 
 CREATE OR REPLACE TEMP TABLE stage_date_values AS
 SELECT DISTINCT date FROM {table};
@@ -21,8 +23,7 @@ CREATE OR REPLACE TEMP TYPE stage_date_text AS ENUM (
 
 CREATE OR REPLACE TEMP TABLE stage_symbols AS
 SELECT
-    symbol,
-    security_name,
+    *,
     CAST(symbol AS stage_symbol_text) AS symbol_text,
     CAST(security_name AS stage_security_name_text) AS security_name_text
 FROM stage_symbol_values;

@@ -1,11 +1,18 @@
 -- The definition of the features: per symbol, over the 30 most recent rows including the current
 -- one; NULL while the symbol has fewer than 30 rows. MEDIAN of an even count is the mean of the
--- two middle values.
+-- two middle values. Rows carry their symbol's number in the batch (create_batch_symbols.sql).
 SELECT
-    p.*,
+    b.symbol_number,
+    p.date,
+    p.open,
+    p.high,
+    p.low,
+    p.close,
+    p.adj_close,
+    p.volume,
     CASE WHEN count(*) OVER w = 30 THEN avg(p.volume) OVER w END AS vol_moving_avg,
     CASE WHEN count(*) OVER w = 30 THEN median(p.adj_close) OVER w END AS adj_close_rolling_med
 FROM price_volume_table AS p
-WHERE p.symbol IN (SELECT symbol FROM batch_symbols)
+JOIN batch_symbols AS b USING (symbol)
 WINDOW w AS (PARTITION BY p.symbol ORDER BY p.date ROWS BETWEEN 29 PRECEDING AND CURRENT ROW)
-ORDER BY p.symbol, p.date
+ORDER BY b.symbol_number, p.date

@@ -168,9 +168,10 @@ def _write_stage_file(batch: FeatureBatch, path: Path) -> None:
         copy_stage_rows(
             con,
             "feature_batch_rows",
+            "feature_batch_symbols",
+            "symbol_number",
             path,
             FEATURE_COLUMNS,
-            numbered_symbols="feature_batch_symbols",
         )
 
 

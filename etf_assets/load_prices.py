@@ -151,11 +151,11 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
         con.execute("BEGIN TRANSACTION")
         irregular_rows = _reload_irregular_files(con)
         con.execute(sql.load("create_rejected_rows"))
+        pending = parquet_stage.write_pending(con, LOAD_TABLE, "price_files", "file_id", stage_dir)
         con.execute(f"ALTER TABLE {LOAD_TABLE} DROP COLUMN file_id")
         con.execute(f"DROP TABLE IF EXISTS {PRICE_VOLUME_TABLE}")
         con.execute(f"ALTER TABLE {LOAD_TABLE} RENAME TO {PRICE_VOLUME_TABLE}")
         report = _report(con, len(files) + len(early_rejects), scanned - irregular_rows, meta)
-        pending = parquet_stage.write_pending(con, PRICE_VOLUME_TABLE, stage_dir)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.TransactionException):  # none may be open

@@ -16,10 +16,6 @@ from etf_assets.session_settings import rows_in_any_order
 # 707 MB at full scale, against 7.5 s and 997 MB with DuckDB's defaults.
 WRITE_OPTIONS = "FORMAT parquet, PARQUET_VERSION V2, DICTIONARY_SIZE_LIMIT 1"
 
-# How a row (p) finds its symbol's entry (s) in the lookups: by its text, or by a number.
-_BY_TEXT = "p.symbol = s.symbol AND p.security_name IS NOT DISTINCT FROM s.security_name"
-_BY_NUMBER = "p.symbol_number = s.symbol_number"
-
 
 def quote_path(path: Path) -> str:
     """`path` as a DuckDB string literal (file names cannot be bound as parameters in COPY)."""
@@ -32,36 +28,36 @@ def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> N
         con.execute(f"COPY ({query}) TO {quote_path(path)} ({WRITE_OPTIONS})")
 
 
-def write_pending(con: duckdb.DuckDBPyConnection, table: str, stage_dir: Path) -> Path:
-    """Write the rows of `table` as Parquet into a new folder beside `stage_dir`; return it."""
+def write_pending(
+    con: duckdb.DuckDBPyConnection, table: str, symbols: str, key: str, stage_dir: Path
+) -> Path:
+    """Write the rows of `table` as Parquet into a new folder beside `stage_dir`; return it.
+
+    See `copy_stage_rows` for `symbols` and `key`.
+    """
     pending = new_pending(stage_dir)
-    copy_stage_rows(con, table, pending / "part-0.parquet")
+    copy_stage_rows(con, table, symbols, key, pending / "part-0.parquet")
     return pending
 
 
 def copy_stage_rows(
     con: duckdb.DuckDBPyConnection,
     table: str,
+    symbols: str,
+    key: str,
     path: Path,
     extra_columns: tuple[str, ...] = (),
-    numbered_symbols: str | None = None,
 ) -> None:
     """Write the rows of `table` in the stage layout to the Parquet file `path`, with
     `extra_columns` appended.
 
-    The rows carry `symbol` and `security_name`, or, when `numbered_symbols` names a table of
-    (symbol, security_name, symbol_number), a `symbol_number` instead: joining on it is cheaper.
-    Table names are fixed names, never input.
+    The rows carry an integer `key` column in place of their symbol and security name, which the
+    table `symbols` holds for each key: joining 28 million rows on an integer is cheaper than on
+    the two strings. All four names are fixed names, never input.
     """
-    if numbered_symbols is None:
-        symbols, symbol_match = f"(SELECT DISTINCT symbol, security_name FROM {table})", _BY_TEXT
-    else:
-        symbols, symbol_match = numbered_symbols, _BY_NUMBER
-    con.execute(sql.load("create_stage_lookups").format(symbols=symbols, table=table))
+    con.execute(sql.load("create_stage_lookups").format(symbols=symbols, key=key, table=table))
     extra = "".join(f",\n    p.{column}" for column in extra_columns)
-    query = sql.load("select_stage_columns").format(
-        table=table, symbol_match=symbol_match, extra_columns=extra
-    )
+    query = sql.load("select_stage_columns").format(table=table, key=key, extra_columns=extra)
     copy_to_parquet(con, query, path)
 
 

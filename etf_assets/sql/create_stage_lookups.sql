@@ -1,10 +1,10 @@
 -- The stages' text columns as ENUMs, one entry per distinct value. DuckDB writes an ENUM column
 -- to Parquet as a dictionary-encoded string column instead of encoding every row's string: at
--- full scale stage 1 takes 3.3-5.2 s instead of 5.6-7.9 s. {symbols} is a fixed table or query
--- of distinct (symbol, security_name) rows, with any more columns to join rows to them by;
--- {table} is a fixed table name. Neither is ever input.
+-- full scale stage 1 takes 3.3-5.2 s instead of 5.6-7.9 s. {symbols} holds the symbol and
+-- security name of each {key} that the rows of {table} carry; all three are fixed names, never
+-- input.
 CREATE OR REPLACE TEMP TABLE stage_symbol_values AS
-SELECT * FROM {symbols};
+SELECT symbol, security_name, {key} FROM {symbols};
 
 CREATE OR REPLACE TEMP TABLE stage_date_values AS
 SELECT DISTINCT date FROM {table};

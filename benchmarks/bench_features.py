@@ -47,6 +47,7 @@ def run_pipeline_features() -> str:
 
 def run_pandas() -> None:
     with duckdb.connect(str(WAREHOUSE), read_only=True) as con:
+        con.execute("SET enable_progress_bar = false")
         frame = con.execute(
             "SELECT symbol, date, volume, adj_close FROM price_volume_table ORDER BY symbol, date"
         ).df()

@@ -15,7 +15,7 @@ def rows_in_any_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     For a Parquet file this makes the write about 15% faster. For an INSERT into a table of the
     warehouse it makes DuckDB compress and write every row group as it fills: keeping the order,
     the last row groups of each insert stayed in memory until the next checkpoint, which then
-    compressed them (2.4 s of closing the connection after a full-scale features run).
+    compressed them (2.4-2.5 s of closing the connection after a full-scale features run).
     """
     before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET SESSION preserve_insertion_order = false")

@@ -3,13 +3,7 @@
 -- two middle values. Rows carry their symbol's number in the batch (create_batch_symbols.sql).
 SELECT
     b.symbol_number,
-    p.date,
-    p.open,
-    p.high,
-    p.low,
-    p.close,
-    p.adj_close,
-    p.volume,
+    p.* EXCLUDE (symbol, security_name),
     CASE WHEN count(*) OVER w = 30 THEN avg(p.volume) OVER w END AS vol_moving_avg,
     CASE WHEN count(*) OVER w = 30 THEN median(p.adj_close) OVER w END AS adj_close_rolling_med
 FROM price_volume_table AS p

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +92,8 @@ class SecurityNameError(ValueError):
 def compute_features(
     con: duckdb.DuckDBPyConnection, symbols: list[str], method: str = "kernel"
 ) -> FeatureBatch:
-    """The price rows of `symbols` with both features.
+    """The price rows of `symbols` with both features, each row with its symbol's number in
+    the batch in place of its symbol and security name (see `FeatureBatch`).
 
     `method` is "sql" (the definition, `sql/select_features.sql`) or "kernel": the same values,
     computed in numpy over the rows in (symbol, date) order. The kernel returns rows in the order
@@ -158,8 +159,10 @@ def _registered(con: duckdb.DuckDBPyConnection, batch: FeatureBatch) -> Iterator
     try:
         yield
     finally:
-        con.unregister("feature_batch_rows")
-        con.unregister("feature_batch_symbols")
+        # An aborted transaction refuses even this until rolled back: keep the error it follows.
+        with suppress(duckdb.TransactionException):
+            con.unregister("feature_batch_rows")
+            con.unregister("feature_batch_symbols")
 
 
 def _write_stage_file(batch: FeatureBatch, path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import duckdb
 
@@ -22,4 +22,7 @@ def rows_in_any_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     try:
         yield
     finally:
-        con.execute(f"SET SESSION preserve_insertion_order = {str(before).lower()}")
+        # After a failed statement the open transaction refuses every statement until rolled
+        # back; the SET must not replace the error that got us here.
+        with suppress(duckdb.TransactionException):
+            con.execute(f"SET SESSION preserve_insertion_order = {str(before).lower()}")

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etf_assets import features
+from etf_assets import features, sql
 from etf_assets.constants import META_HEADER, PRICE_HEADER
 from etf_assets_tests.conftest import STAGE_ARROW_TYPES
 
@@ -241,6 +241,9 @@ def test_a_symbol_with_two_security_names_fails_and_changes_nothing(
     assert pipeline.ingest().success
     assert pipeline.features().success
     before = pipeline.query("SELECT * FROM features_table ORDER BY ALL")
+    state_before = pipeline.query("SELECT * FROM features_state ORDER BY ALL")
+    stage = pipeline.settings.features_stage
+    stage_before = {path.name: path.read_bytes() for path in stage.iterdir()}
     target = pipeline.instance.get_dynamic_partitions("symbols")[0]
     with duckdb.connect(pipeline.warehouse.database) as con:  # one row renamed, and its volume
         con.execute(
@@ -254,3 +257,25 @@ def test_a_symbol_with_two_security_names_fails_and_changes_nothing(
     message = str(result.get_step_failure_events()[0].step_failure_data.error)
     assert "several security names" in message and target in message
     assert pipeline.query("SELECT * FROM features_table ORDER BY ALL") == before
+    assert pipeline.query("SELECT * FROM features_state ORDER BY ALL") == state_before
+    assert {path.name: path.read_bytes() for path in stage.iterdir()} == stage_before
+
+
+def test_a_failed_insert_reports_its_own_error(
+    sample_dir: Path, pipeline_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+    load = sql.load
+
+    def failing_insert(name: str) -> str:
+        if name == "insert_feature_batch":
+            return "INSERT INTO features_table (symbol) SELECT error('injected insert failure')"
+        return load(name)
+
+    monkeypatch.setattr(sql, "load", failing_insert)
+    key = pipeline.instance.get_dynamic_partitions("symbols")[0]
+    result = pipeline.materialize(["features_table"], partition_key=key, raise_on_error=False)
+    assert not result.success
+    message = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "injected insert failure" in message and "aborted" not in message

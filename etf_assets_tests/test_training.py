@@ -98,7 +98,13 @@ def test_load_keeps_rows_with_both_features_and_lags_within_each_symbol(tmp_path
             )
     for name, order, source in (
         ("sorted", pd.DataFrame(rows), training.LAG_FROM_STORAGE_ORDER),
-        ("shuffled", pd.DataFrame(rows).sample(frac=1.0, random_state=3), training.LAG_FROM_WINDOW),
+        # In any order, the 4 rows with features are at most 4 runs: few enough to chain.
+        (
+            "shuffled",
+            pd.DataFrame(rows).sample(frac=1.0, random_state=3),
+            training.LAG_FROM_STORAGE_ORDER,
+        ),
+        ("dates descending", pd.DataFrame(rows[::-1]), training.LAG_FROM_STORAGE_ORDER),
     ):
         loaded = _load(write_features_table(tmp_path / f"{name}.duckdb", order))
         assert loaded.lag_source == source
@@ -195,6 +201,20 @@ def test_storage_order_and_window_lags_give_the_same_frame(
     assert frame.lag_source == training.LAG_FROM_STORAGE_ORDER
     with duckdb.connect(str(features_db), read_only=True) as con:
         rows = con.execute("SELECT * FROM features_table").df()
+    # Every symbol stored as two runs, as DuckDB's parallel writers may store it: the earlier
+    # halves of all symbols, then the later halves; or the later halves first.
+    by_symbol = rows.sort_values(["symbol", "date"])
+    later = (
+        by_symbol.groupby("symbol").cumcount()
+        >= by_symbol.groupby("symbol")["date"].transform("size") // 2
+    )
+    for name, order in (
+        ("split", pd.concat([by_symbol[~later], by_symbol[later]])),
+        ("split, later runs first", pd.concat([by_symbol[later], by_symbol[~later]])),
+    ):
+        other = _load(write_features_table(tmp_path / f"{name}.duckdb", order))
+        assert other.lag_source == training.LAG_FROM_STORAGE_ORDER, name
+        pd.testing.assert_frame_equal(_sorted_frame(other), _sorted_frame(frame))
     # Each symbol's rows together but dates descending; then rows interleaved across symbols.
     for name, order in (
         ("descending", rows.sort_values(["symbol", "date"], ascending=[True, False])),

@@ -128,8 +128,15 @@ def test_sql_definition_and_kernel_are_identical(
     symbols = pipeline.instance.get_dynamic_partitions("symbols")
     results = {}
     with duckdb.connect(pipeline.warehouse.database) as con:
+        names = dict(
+            con.execute(
+                "SELECT symbol, any_value(security_name) FROM price_volume_table "
+                "WHERE symbol IN (SELECT unnest($s)) GROUP BY symbol ORDER BY symbol",
+                {"s": symbols},
+            ).fetchall()
+        )
         for method in ("sql", "kernel"):
-            computed = features.compute_features(con, symbols, method)
+            computed = features.compute_features(con, names, method)
             results[method] = (
                 computed.rows.select(
                     ["symbol_number", "date", "vol_moving_avg", "adj_close_rolling_med"]

@@ -1,6 +1,6 @@
 -- The definition of the features: per symbol, over the 30 most recent rows including the current
 -- one; NULL while the symbol has fewer than 30 rows. MEDIAN of an even count is the mean of the
--- two middle values. Rows carry their symbol's number in the batch (create_batch_symbols.sql).
+-- two middle values. Rows carry their symbol's number in the batch (features.compute_features).
 SELECT
     b.symbol_number,
     p.* EXCLUDE (symbol, security_name),

@@ -3,18 +3,15 @@
 -- full scale stage 1 takes 2.7-3.4 s instead of 5.6-7.9 s. {symbols} holds the symbol and
 -- security name of each {key} that the rows of {table} carry; all three are fixed names, never
 -- input.
-CREATE OR REPLACE TEMP TABLE stage_symbol_values AS
-SELECT symbol, security_name, {key} FROM {symbols};
-
 CREATE OR REPLACE TEMP TABLE stage_date_values AS
 SELECT DISTINCT date FROM {table};
 
 CREATE OR REPLACE TEMP TYPE stage_symbol_text AS ENUM (
-    SELECT DISTINCT symbol FROM stage_symbol_values
+    SELECT DISTINCT symbol FROM {symbols}
 );
 
 CREATE OR REPLACE TEMP TYPE stage_security_name_text AS ENUM (
-    SELECT DISTINCT security_name FROM stage_symbol_values WHERE security_name IS NOT NULL
+    SELECT DISTINCT security_name FROM {symbols} WHERE security_name IS NOT NULL
 );
 
 CREATE OR REPLACE TEMP TYPE stage_date_text AS ENUM (
@@ -23,10 +20,10 @@ CREATE OR REPLACE TEMP TYPE stage_date_text AS ENUM (
 
 CREATE OR REPLACE TEMP TABLE stage_symbols AS
 SELECT
-    *,
+    {key},
     CAST(symbol AS stage_symbol_text) AS symbol_text,
     CAST(security_name AS stage_security_name_text) AS security_name_text
-FROM stage_symbol_values;
+FROM {symbols};
 
 CREATE OR REPLACE TEMP TABLE stage_dates AS
 SELECT date, CAST(CAST(date AS VARCHAR) AS stage_date_text) AS date_text

@@ -25,9 +25,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m etf_assets -j ingest_job
 	$(BIN)/dagster job execute -m etf_assets -j features_job \
-		--tags "$$($(BIN)/python -m etf_assets.partition_range)"
+		--tags "$$($(BIN)/python -m etf_assets.orchestration.partition_range)"
 	$(BIN)/dagster job execute -m etf_assets -j train_job
-	$(BIN)/python -m etf_assets.summary
+	$(BIN)/python -m etf_assets.orchestration.summary
 
 test: install
 	$(BIN)/pytest
@@ -37,7 +37,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 mlflow-ui: install
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --host $(HOST) --port 5000 \
-		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(ETF_DATA_DIR)/mlflow.db}
+		--backend-store-uri "$$($(BIN)/python -m etf_assets.locations)"
 
 serve: install
 	$(BIN)/gunicorn --workers 2 --bind $(HOST):8000 --no-control-socket 'serving:create_app()'

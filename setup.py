@@ -7,7 +7,9 @@ setup(
     packages=find_packages(
         exclude=["etf_assets_tests", "serving.tests", "serving.tests.*", "benchmarks"]
     ),
-    package_data={"etf_assets": ["sql/*.sql"]},
+    package_data={
+        "etf_assets": [f"{stage}/sql/*.sql" for stage in ("ingest", "features", "model", "storage")]
+    },
     python_requires=">=3.11",
     install_requires=[
         "dagster>=1.11",
@@ -36,5 +38,5 @@ setup(
             "hypothesis>=6",
         ],
     },
-    entry_points={"console_scripts": ["etf-sample-archive=etf_assets.sample_archive:main"]},
+    entry_points={"console_scripts": ["etf-sample-archive=etf_assets.ingest.sample_archive:main"]},
 )

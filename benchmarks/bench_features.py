@@ -21,7 +21,7 @@ from benchmarks.common import (
     warm_page_cache,
 )
 from etf_assets.constants import DUCKDB_CONFIG
-from etf_assets.features import write_features
+from etf_assets.features.compute import write_features
 
 WAREHOUSE = WORK / "pipeline" / "warehouse.duckdb"
 PRICES_STAGE = WORK / "pipeline" / "prices"

@@ -21,10 +21,10 @@ from benchmarks.common import (
     print_table,
     warm_page_cache,
 )
-from etf_assets.archive import safe_extract
 from etf_assets.constants import DUCKDB_CONFIG
-from etf_assets.load_prices import list_price_files, load_prices
-from etf_assets.resources import Warehouse
+from etf_assets.ingest.archive import safe_extract
+from etf_assets.ingest.load_prices import list_price_files, load_prices
+from etf_assets.orchestration.resources import Warehouse
 
 WORK = BENCH_DIR / "ingest"
 TYPES = {

@@ -18,7 +18,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from benchmarks.common import BENCH_DIR, Measurement, measure, print_table
-from etf_assets.assets.model import train_and_register
+from etf_assets.orchestration.assets.model import train_and_register
 
 WORK = BENCH_DIR / "training"
 WAREHOUSE = WORK / "warehouse.duckdb"
@@ -100,7 +100,7 @@ def run_pipeline_training(store: str) -> dict[str, object]:
 def run_plain_sklearn() -> dict[str, object]:
     """The reference: the model rows into a DataFrame, then make_pipeline().fit on all of them."""
     start = time.perf_counter()
-    from etf_assets.training import make_pipeline
+    from etf_assets.model.training import make_pipeline
 
     imports = time.perf_counter() - start
     start = time.perf_counter()
@@ -121,7 +121,7 @@ def run_plain_sklearn() -> dict[str, object]:
 
 def run_window_load() -> float:
     """The loader's fallback (rows not stored symbol by symbol): the window query alone."""
-    from etf_assets import sql
+    from etf_assets.model import sql
 
     start = time.perf_counter()
     with _connect() as con:

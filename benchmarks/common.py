@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from etf_assets.sample_archive import SampleSpec, generate_folder, zip_folder
+from etf_assets.ingest.sample_archive import SampleSpec, generate_folder, zip_folder
 
 # The real dataset: 5,884 stock and 2,165 ETF files (8,049 with the meta file's symbols).
 FULL_SCALE = SampleSpec(stocks=5884, etfs=2165, rows=3500, seed=42)

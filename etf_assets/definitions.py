@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from etf_assets.assets.features import features_table
-from etf_assets.assets.model import poly_model
-from etf_assets.assets.raw import raw_zip
-from etf_assets.assets.warehouse import price_volume_table, symbol_table
-from etf_assets.automation import SCHEDULES, SENSORS
-from etf_assets.checks import ALL_CHECKS
-from etf_assets.jobs import features_job, ingest_job, train_job
-from etf_assets.resources import settings_from_env, warehouse_for
+from etf_assets.orchestration.assets.features import features_table
+from etf_assets.orchestration.assets.ingest import price_volume_table, symbol_table
+from etf_assets.orchestration.assets.model import poly_model
+from etf_assets.orchestration.assets.raw import raw_zip
+from etf_assets.orchestration.automation import SCHEDULES, SENSORS
+from etf_assets.orchestration.checks import ALL_CHECKS
+from etf_assets.orchestration.jobs import features_job, ingest_job, train_job
+from etf_assets.orchestration.resources import settings_from_env, warehouse_for
 
 settings = settings_from_env()
 
@@ -19,7 +19,7 @@ defs = dg.Definitions(
     jobs=[ingest_job, features_job, train_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
-    resources={"settings": settings, "duckdb": warehouse_for(settings)},
+    resources={"settings": settings, "warehouse": warehouse_for(settings)},
     # One process per run: its steps take the warehouse's write lock one after another.
     executor=dg.in_process_executor,
 )

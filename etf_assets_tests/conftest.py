@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from etf_assets.definitions import defs
-from etf_assets.resources import EtfSettings, warehouse_for
-from etf_assets.sample_archive import SampleSpec, generate_folder
+from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
+from etf_assets.orchestration.resources import EtfSettings, warehouse_for
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no test may reach another host
 
@@ -72,7 +72,7 @@ class Pipeline:
 
     @property
     def resources(self) -> dict[str, object]:
-        return {"settings": self.settings, "duckdb": self.warehouse}
+        return {"settings": self.settings, "warehouse": self.warehouse}
 
     def materialize(self, keys: list[str], **kwargs: object) -> dg.ExecuteInJobResult:
         """Materialize the assets named `keys` together with their asset checks."""

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from etf_assets.archive import ArchiveError, safe_extract
-from etf_assets.sources import KaggleError, download_from_kaggle, resolve_kind
+from etf_assets.ingest.archive import ArchiveError, safe_extract
+from etf_assets.ingest.sources import KaggleError, download_from_kaggle, resolve_kind
 from etf_assets_tests.conftest import INGEST_KEYS as INGEST
 from etf_assets_tests.conftest import zip_folder_plain
 

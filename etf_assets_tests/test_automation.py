@@ -8,9 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from etf_assets.automation import archive_changed, daily_refresh, features_after_ingest
-from etf_assets.partition_range import range_tags
-from etf_assets.resources import EtfSettings
+from etf_assets.orchestration.automation import (
+    archive_changed,
+    daily_refresh,
+    features_after_ingest,
+)
+from etf_assets.orchestration.partition_range import range_tags
+from etf_assets.orchestration.resources import EtfSettings
 
 
 def evaluate(settings: EtfSettings, cursor: str | None):

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from etf_assets.sample_archive import SampleSpec, generate_folder
+from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
 from etf_assets_tests.oracle import read_expected
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etf_assets import features, sql
 from etf_assets.constants import META_HEADER, PRICE_HEADER
+from etf_assets.features import compute as features
+from etf_assets.features import sql
 from etf_assets_tests.conftest import STAGE_ARROW_TYPES
 
 FEATURE_QUERY = """SELECT symbol, date, volume, adj_close, vol_moving_avg, adj_close_rolling_med

@@ -10,8 +10,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from etf_assets import parquet_stage
-from etf_assets.sample_archive import SampleSpec, generate_folder
+from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
+from etf_assets.storage import parquet_stage
 from etf_assets_tests.conftest import STAGE_ARROW_TYPES, zip_folder_plain
 from etf_assets_tests.oracle import read_expected
 

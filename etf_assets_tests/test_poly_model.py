@@ -17,10 +17,8 @@ import pytest
 from dagster_duckdb import DuckDBResource
 from mlflow import MlflowClient
 
-from etf_assets.assets.model import poly_model
 from etf_assets.constants import EXPERIMENT_NAME, FEATURE_COLUMNS, MODEL_ALIAS, MODEL_NAME
-from etf_assets.resources import EtfSettings
-from etf_assets.tracking import (
+from etf_assets.model.tracking import (
     METRICS_LOG,
     PREDICTED_PLOT,
     RESIDUALS_PLOT,
@@ -28,6 +26,8 @@ from etf_assets.tracking import (
     redact_uri,
     run_url,
 )
+from etf_assets.orchestration.assets.model import poly_model
+from etf_assets.orchestration.resources import EtfSettings
 from etf_assets_tests.model_fixtures import (
     EXPECTED_METRIC_NAMES,
     features_frame,
@@ -47,7 +47,7 @@ class Trained:
         database = write_features_table(data_dir / "warehouse.duckdb", features_frame(noise=0.01))
         self.resources = {
             "settings": EtfSettings(data_dir=str(data_dir), mlflow_tracking_uri=self.tracking_uri),
-            "duckdb": DuckDBResource(database=str(database)),
+            "warehouse": DuckDBResource(database=str(database)),
         }
         self.env_before = os.environ.get("MLFLOW_TRACKING_URI")
         self.runs = [dg.materialize([poly_model], resources=self.resources) for _ in range(2)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etf_assets.sample_archive import SampleSpec, generate_folder, generate_zip, main
+from etf_assets.ingest.sample_archive import SampleSpec, generate_folder, generate_zip, main
 
 PRICE_HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
 

@@ -8,7 +8,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from etf_assets.stored_order import files_with_unordered_dates, symbol_date_order
+from etf_assets.storage.stored_order import files_with_unordered_dates, symbol_date_order
 
 DAY0 = date(2020, 1, 1)
 

@@ -18,8 +18,8 @@ from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from etf_assets import training
 from etf_assets.constants import FEATURE_COLUMNS
+from etf_assets.model import training
 from etf_assets_tests.model_fixtures import (  # noqa: F401  (features_db is a fixture)
     EXPECTED_METRIC_NAMES,
     features_db,

@@ -19,12 +19,18 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from etf_assets import parquet_stage, sql
-from etf_assets.atomic_dir import publish
 from etf_assets.constants import META_FILE, PRICE_DIRS, PRICE_HEADER, PRICE_VOLUME_TABLE
-from etf_assets.progress import logged_progress
-from etf_assets.stored_order import files_with_unordered_dates
-from etf_assets.symbols_meta import Rejected, SymbolsMeta, read_symbols_meta, register_symbols_meta
+from etf_assets.ingest import sql
+from etf_assets.ingest.symbols_meta import (
+    Rejected,
+    SymbolsMeta,
+    read_symbols_meta,
+    register_symbols_meta,
+)
+from etf_assets.storage import parquet_stage
+from etf_assets.storage.atomic_dir import publish
+from etf_assets.storage.progress import logged_progress
+from etf_assets.storage.stored_order import files_with_unordered_dates
 
 log = logging.getLogger(__name__)
 

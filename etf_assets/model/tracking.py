@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib.metadata
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
@@ -19,7 +16,8 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from etf_assets.constants import EXPERIMENT_NAME, MODEL_ALIAS, MODEL_NAME
-from etf_assets.training import (
+from etf_assets.locations import using_tracking_uri
+from etf_assets.model.training import (
     TrainingResult,
     describe_run,
     plot_predicted_vs_actual,
@@ -37,7 +35,6 @@ RESIDUALS_PLOT = "plots/residuals.png"
 # Pinned from this environment: saves MLflow's requirement inference (a subprocess, ~4 s).
 # skops: the model is saved in skops format (no pickle code execution when it is loaded).
 _REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops")
-_TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 
 @dataclass(frozen=True)
@@ -83,23 +80,6 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The run's page in the MLflow UI: the tracking server itself, or `make mlflow-ui`."""
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
     return f"{base or MLFLOW_UI_URL}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-@contextlib.contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's module-level API (runs, log_model) at `uri` for the block only.
-
-    `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI; left set, it would redirect the
-    next training in the same process (tests, in-process runs) and every later child process.
-    """
-    before = os.environ.get(_TRACKING_ENV)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)  # unsets the module global and the variable
-        if before is not None:
-            os.environ[_TRACKING_ENV] = before
 
 
 def open_experiment(tracking_uri: str) -> str:
@@ -173,7 +153,7 @@ def log_training(
     example = result.input_example
     signature = infer_signature(example, pipeline.predict(example))
     with (
-        _tracking_uri(tracking_uri),
+        using_tracking_uri(tracking_uri),
         mlflow.start_run(
             experiment_id=experiment_id,
             run_name=run_name,

@@ -21,7 +21,8 @@ features_job = dg.define_asset_job(
     name="features_job",
     selection=dg.AssetSelection.assets(FEATURES_TABLE),
     description="Compute the features of a range of symbols in one run. From the CLI pass the "
-    "range as tags; `python -m etf_assets.partition_range` prints them for every symbol.",
+    "range as tags; `python -m etf_assets.orchestration.partition_range` prints them for every "
+    "symbol.",
 )
 
 train_job = dg.define_asset_job(

@@ -5,17 +5,13 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
-
-def _markdown_table(columns: list[str], rows: list[tuple]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+from etf_assets.markdown import markdown_table
 
 
 def query_markdown(con: duckdb.DuckDBPyConnection, query: str, params: object = None) -> str:
     """The result of a (small) query as a markdown table."""
     result = con.execute(query, params)
-    return _markdown_table([d[0] for d in result.description], result.fetchall())
+    return markdown_table([d[0] for d in result.description], result.fetchall())
 
 
 def table_metadata(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dagster as dg
+from etf_assets.ingest.sources import FetchedDataset
 
-from etf_assets.sources import FetchedDataset
+
+class MissingDatasetError(RuntimeError):
+    """`raw_zip` has not been materialized in this data folder."""
 
 
 def write_manifest(path: Path, fetched: FetchedDataset) -> None:
@@ -25,5 +27,5 @@ def write_manifest(path: Path, fetched: FetchedDataset) -> None:
 def dataset_root(path: Path) -> Path:
     """The unpacked dataset of the last successful `raw_zip`; a clear failure when there is none."""
     if not path.is_file():
-        raise dg.Failure(f"No dataset yet: materialize raw_zip first ({path} is missing).")
+        raise MissingDatasetError(f"No dataset yet: materialize raw_zip first ({path} is missing).")
     return Path(json.loads(path.read_text())["root"])

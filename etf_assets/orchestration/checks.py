@@ -6,13 +6,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from etf_assets import sql
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE
-from etf_assets.resources import EtfSettings, Warehouse
+from etf_assets.features import sql as features_sql
+from etf_assets.ingest import sql as ingest_sql
+from etf_assets.orchestration.resources import EtfSettings, Warehouse
 
 
-def _named_counts(con: duckdb.DuckDBPyConnection, statement: str) -> dict[str, int]:
-    result = con.execute(sql.load(statement))
+def _named_counts(con: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
+    result = con.execute(query)
     return dict(zip([d[0] for d in result.description], result.fetchone(), strict=True))
 
 
@@ -35,9 +36,9 @@ def _stage_matches(con: duckdb.DuckDBPyConnection, table: str, stage: Path) -> d
 
 
 @dg.asset_check(asset=PRICE_VOLUME_TABLE, blocking=True)
-def unique_symbol_date(duckdb: Warehouse) -> dg.AssetCheckResult:
+def unique_symbol_date(warehouse: Warehouse) -> dg.AssetCheckResult:
     """At most one row per (symbol, date)."""
-    with duckdb.get_connection() as con:
+    with warehouse.get_connection() as con:
         duplicates = con.execute(
             f"""SELECT count(*) FROM (SELECT symbol, date FROM {PRICE_VOLUME_TABLE}
                 GROUP BY ALL HAVING count(*) > 1)"""
@@ -46,9 +47,9 @@ def unique_symbol_date(duckdb: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=PRICE_VOLUME_TABLE, blocking=True)
-def no_null_keys(duckdb: Warehouse) -> dg.AssetCheckResult:
+def no_null_keys(warehouse: Warehouse) -> dg.AssetCheckResult:
     """No row without a symbol or a date."""
-    with duckdb.get_connection() as con:
+    with warehouse.get_connection() as con:
         nulls = con.execute(
             f"SELECT count(*) FROM {PRICE_VOLUME_TABLE} WHERE symbol IS NULL OR date IS NULL"
         ).fetchone()[0]
@@ -56,11 +57,11 @@ def no_null_keys(duckdb: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=PRICE_VOLUME_TABLE)
-def ohlc_sanity(duckdb: Warehouse) -> dg.AssetCheckResult:
+def ohlc_sanity(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Counts rows where low > open/close, open/close > high or volume < 0. Real data breaks
     these (Open is 0.0 in early years of several files), so they are reported, not failed."""
-    with duckdb.get_connection() as con:
-        counts = _named_counts(con, "count_ohlc_violations")
+    with warehouse.get_connection() as con:
+        counts = _named_counts(con, ingest_sql.load("count_ohlc_violations"))
     broken = sum(v for k, v in counts.items() if k != "rows")
     return dg.AssetCheckResult(
         passed=True,
@@ -71,17 +72,17 @@ def ohlc_sanity(duckdb: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=PRICE_VOLUME_TABLE)
-def prices_stage_matches_table(settings: EtfSettings, duckdb: Warehouse) -> dg.AssetCheckResult:
+def prices_stage_matches_table(settings: EtfSettings, warehouse: Warehouse) -> dg.AssetCheckResult:
     """Parquet stage 1 has as many rows as `price_volume_table`."""
-    with duckdb.get_connection() as con:
+    with warehouse.get_connection() as con:
         return _stage_matches(con, PRICE_VOLUME_TABLE, settings.prices_stage)
 
 
 @dg.asset_check(asset=FEATURES_TABLE, blocking=True)
-def every_symbol_has_features(duckdb: Warehouse) -> dg.AssetCheckResult:
+def every_symbol_has_features(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Every symbol with price rows has exactly as many feature rows."""
-    with duckdb.get_connection() as con:
-        missing = con.execute(sql.load("find_symbols_without_features")).fetchall()
+    with warehouse.get_connection() as con:
+        missing = con.execute(features_sql.load("find_symbols_without_features")).fetchall()
     return dg.AssetCheckResult(
         passed=not missing,
         metadata={
@@ -94,17 +95,19 @@ def every_symbol_has_features(duckdb: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=FEATURES_TABLE, blocking=True)
-def first_29_rows_are_null(duckdb: Warehouse) -> dg.AssetCheckResult:
+def first_29_rows_are_null(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Both features are NULL for each symbol's first 29 rows and present from row 30 on."""
-    with duckdb.get_connection() as con:
-        counts = _named_counts(con, "count_feature_window_violations")
+    with warehouse.get_connection() as con:
+        counts = _named_counts(con, features_sql.load("count_feature_window_violations"))
     return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts)
 
 
 @dg.asset_check(asset=FEATURES_TABLE)
-def features_stage_matches_table(settings: EtfSettings, duckdb: Warehouse) -> dg.AssetCheckResult:
+def features_stage_matches_table(
+    settings: EtfSettings, warehouse: Warehouse
+) -> dg.AssetCheckResult:
     """Parquet stage 2 has as many rows as `features_table`."""
-    with duckdb.get_connection() as con:
+    with warehouse.get_connection() as con:
         return _stage_matches(con, FEATURES_TABLE, settings.features_stage)
 
 

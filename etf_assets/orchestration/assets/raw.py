@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from etf_assets.archive import ArchiveError, count_price_files
 from etf_assets.constants import RAW_ZIP
-from etf_assets.manifest import write_manifest
-from etf_assets.resources import EtfSettings
-from etf_assets.sources import KaggleError, fetch_dataset
-from etf_assets.symbols_meta import MetaFileError
+from etf_assets.ingest.archive import ArchiveError, count_price_files
+from etf_assets.ingest.manifest import write_manifest
+from etf_assets.ingest.sources import KaggleError, fetch_dataset
+from etf_assets.ingest.symbols_meta import MetaFileError
+from etf_assets.orchestration.resources import EtfSettings
 
 
 @dg.asset(name=RAW_ZIP, group_name="ingest", kinds={"python", "file"})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import duckdb
 
-from etf_assets import sql
-from etf_assets.atomic_dir import new_pending
-from etf_assets.session_settings import rows_in_any_order
+from etf_assets.storage import sql
+from etf_assets.storage.atomic_dir import new_pending
+from etf_assets.storage.session_settings import rows_in_any_order
 
 # Parquet 2 encodings (delta, byte-stream-split) and no dictionaries but for ENUM columns (see
 # sql/create_stage_lookups.sql): with the text as plain strings, stage 1 took 5.6-7.9 s and

@@ -10,10 +10,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from etf_assets.archive import ArchiveError, find_dataset_root, safe_extract
 from etf_assets.constants import ARCHIVE_NAME, KAGGLE_DATASET, META_FILE
-from etf_assets.sample_archive import SampleSpec, generate_zip
-from etf_assets.symbols_meta import read_symbols_meta
+from etf_assets.ingest.archive import ArchiveError, find_dataset_root, safe_extract
+from etf_assets.ingest.sample_archive import SampleSpec, generate_zip
+from etf_assets.ingest.symbols_meta import read_symbols_meta
 
 log = logging.getLogger(__name__)
 

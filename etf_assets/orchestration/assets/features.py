@@ -7,10 +7,10 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
-from etf_assets.features import write_features
-from etf_assets.metadata import sparklines, table_metadata
-from etf_assets.partitions import symbols_partitions
-from etf_assets.resources import EtfSettings
+from etf_assets.features.compute import write_features
+from etf_assets.orchestration.metadata import sparklines, table_metadata
+from etf_assets.orchestration.partitions import symbols_partitions
+from etf_assets.orchestration.resources import EtfSettings
 
 # Single-run backfills are what makes a backfill of 8,000 symbols one SQL pass; the flag is beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
     kinds={"duckdb", "parquet"},
 )
 def features_table(
-    context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext, settings: EtfSettings, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     """`price_volume_table` plus two features per symbol, over the 30 most recent rows
     including the current one (NULL for each symbol's first 29 rows):
@@ -40,7 +40,7 @@ def features_table(
     """
     symbols = list(context.partition_keys)
     context.log.info(f"computing features of {len(symbols)} symbols")
-    with duckdb.get_connection() as con:
+    with warehouse.get_connection() as con:
         report = write_features(con, symbols, settings.features_stage)
         metadata = table_metadata(
             con,

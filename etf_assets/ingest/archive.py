@@ -10,7 +10,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from etf_assets.atomic_dir import new_pending, publish
 from etf_assets.constants import (
     MAX_ARCHIVE_MEMBERS,
     MAX_UNPACK_RATIO,
@@ -18,6 +17,7 @@ from etf_assets.constants import (
     META_FILE,
     PRICE_DIRS,
 )
+from etf_assets.storage.atomic_dir import new_pending, publish
 
 # Tiny archives legitimately unpack to many times their size (a few header-only files).
 _RATIO_ALLOWANCE_BYTES = 10 * 1024**2

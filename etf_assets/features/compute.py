@@ -22,11 +22,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from etf_assets import sql
 from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, WINDOW_ROWS
-from etf_assets.parquet_stage import SymbolReplacement, copy_stage_rows
-from etf_assets.session_settings import rows_in_any_order
-from etf_assets.stored_order import symbol_date_order
+from etf_assets.features import sql
+from etf_assets.storage.parquet_stage import SymbolReplacement, copy_stage_rows
+from etf_assets.storage.session_settings import rows_in_any_order
+from etf_assets.storage.stored_order import symbol_date_order
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Print the run tags that select every registered symbol partition, for `dagster job execute`.
 
     dagster job execute -m etf_assets -j features_job \\
-        --tags "$(python -m etf_assets.partition_range)"
+        --tags "$(python -m etf_assets.orchestration.partition_range)"
 
 `symbol_table` registers the keys, so run `ingest_job` first; the CLI cannot create them.
 """

@@ -14,9 +14,9 @@ from pathlib import Path
 import dagster as dg
 
 from etf_assets.constants import META_FILE, PRICE_DIRS
-from etf_assets.jobs import features_job, ingest_job, train_job
-from etf_assets.partition_range import range_tags
-from etf_assets.resources import EtfSettings
+from etf_assets.orchestration.jobs import features_job, ingest_job, train_job
+from etf_assets.orchestration.partition_range import range_tags
+from etf_assets.orchestration.resources import EtfSettings
 
 daily_refresh = dg.ScheduleDefinition(
     name="daily_refresh",

@@ -1,16 +1,25 @@
 """Stage 1: the archive loaded into DuckDB (`price_volume_table`, `symbol_table`) and Parquet."""
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from etf_assets import sql
 from etf_assets.constants import META_FILE, PRICE_VOLUME_TABLE, REJECTED_ROWS_TABLE, SYMBOL_TABLE
-from etf_assets.load_prices import load_prices
-from etf_assets.manifest import dataset_root
-from etf_assets.metadata import query_markdown, table_metadata
-from etf_assets.partitions import sync_symbol_partitions
-from etf_assets.resources import EtfSettings
-from etf_assets.symbols_meta import read_symbols_meta, register_symbols_meta
+from etf_assets.ingest import sql
+from etf_assets.ingest.load_prices import load_prices
+from etf_assets.ingest.manifest import MissingDatasetError, dataset_root
+from etf_assets.ingest.symbols_meta import read_symbols_meta, register_symbols_meta
+from etf_assets.orchestration.metadata import query_markdown, table_metadata
+from etf_assets.orchestration.partitions import sync_symbol_partitions
+from etf_assets.orchestration.resources import EtfSettings
+
+
+def _unpacked_dataset(settings: EtfSettings) -> Path:
+    try:
+        return dataset_root(settings.manifest_path)
+    except MissingDatasetError as exc:
+        raise dg.Failure(description=str(exc)) from exc
 
 
 @dg.asset(
@@ -20,7 +29,7 @@ from etf_assets.symbols_meta import read_symbols_meta, register_symbols_meta
     kinds={"duckdb", "parquet"},
 )
 def price_volume_table(
-    context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext, settings: EtfSettings, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     """Every daily row of every price file, under its file's symbol, with its security name.
 
@@ -28,8 +37,8 @@ def price_volume_table(
     with a date and no values are skipped and counted. Also written as Parquet stage 1
     (`$ETF_DATA_DIR/parquet/prices/`) with the problem statement's column names.
     """
-    root = dataset_root(settings.manifest_path)
-    with duckdb.get_connection() as con:
+    root = _unpacked_dataset(settings)
+    with warehouse.get_connection() as con:
         report = load_prices(con, root, settings.prices_stage)
         rejected_preview = query_markdown(
             con, f"SELECT * FROM {REJECTED_ROWS_TABLE} ORDER BY file, line_number LIMIT 20"
@@ -64,15 +73,15 @@ def price_volume_table(
     kinds={"duckdb"},
 )
 def symbol_table(
-    context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext, settings: EtfSettings, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     """One row per symbol of `symbols_valid_meta.csv` (`symbol` = NASDAQ Symbol, the file name;
     `listing_symbol` = the meta Symbol, which is not unique) with its price coverage.
 
     Registers the `symbols` partitions of `features_table`: one key per symbol that has rows.
     """
-    meta = read_symbols_meta(dataset_root(settings.manifest_path) / META_FILE)
-    with duckdb.get_connection() as con:
+    meta = read_symbols_meta(_unpacked_dataset(settings) / META_FILE)
+    with warehouse.get_connection() as con:
         register_symbols_meta(con, meta)
         con.execute(sql.load("create_symbol_table"))
         symbols = {

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from etf_assets.checks import failed_blocking_checks
 from etf_assets.constants import FEATURES_TABLE, MODEL_ALIAS, MODEL_NAME, POLY_MODEL
-from etf_assets.resources import EtfSettings
+from etf_assets.orchestration.checks import failed_blocking_checks
+from etf_assets.orchestration.resources import EtfSettings
 
 if TYPE_CHECKING:
-    from etf_assets.tracking import TrackedModel
-    from etf_assets.training import TrainingResult
+    from etf_assets.model.tracking import TrackedModel
+    from etf_assets.model.training import TrainingResult
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ModelTraining:
 
 
 def train_and_register(
-    duckdb: DuckDBResource,
+    warehouse: DuckDBResource,
     tracking_uri: str,
     log: logging.Logger | None = None,
     dagster_run_id: str | None = None,
@@ -42,7 +42,7 @@ def train_and_register(
     """
     # scikit-learn, matplotlib and MLflow take seconds to import: only a training pays for them,
     # not every process that loads the code location.
-    from etf_assets import tracking, training
+    from etf_assets.model import tracking, training
 
     log = log or logging.getLogger(__name__)
     seconds: dict[str, float] = {}
@@ -51,7 +51,7 @@ def train_and_register(
     seconds["open_store_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    with duckdb.get_connection() as con:
+    with warehouse.get_connection() as con:
         profile = training.profile_features(con)
         frame = training.load_training_frame(con, profile)
     seconds["load_seconds"] = time.perf_counter() - start
@@ -94,7 +94,7 @@ def train_and_register(
     kinds={"mlflow", "scikitlearn"},
 )
 def poly_model(
-    context: dg.AssetExecutionContext, settings: EtfSettings, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext, settings: EtfSettings, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     """Degree-2 polynomial regression that predicts a day's `volume` from `vol_moving_avg` and
     `adj_close_rolling_med`, trained on every symbol's rows of `features_table`.
@@ -114,7 +114,7 @@ def poly_model(
             "evaluated; re-materialize features_table (all partitions) before training."
         )
     training = train_and_register(
-        duckdb, settings.tracking_uri, log=context.log, dagster_run_id=context.run.run_id
+        warehouse, settings.tracking_uri, log=context.log, dagster_run_id=context.run.run_id
     )
     result, tracked = training.result, training.tracked
     metrics = result.metrics

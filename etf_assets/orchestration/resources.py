@@ -13,6 +13,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from etf_assets.constants import DUCKDB_CONFIG, FEATURES_STAGE, PRICES_STAGE, WAREHOUSE_FILE
+from etf_assets.locations import TRACKING_URI_ENV, data_dir_from_env, tracking_uri_for
 
 
 class EtfSettings(dg.ConfigurableResource):
@@ -44,7 +45,7 @@ class EtfSettings(dg.ConfigurableResource):
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_path / 'mlflow.db').resolve()}"
+        return self.mlflow_tracking_uri or tracking_uri_for(self.data_path)
 
 
 def settings_from_env() -> EtfSettings:
@@ -54,9 +55,9 @@ def settings_from_env() -> EtfSettings:
     the data folder, and EnvVar can neither default nor be composed into another value.
     """
     return EtfSettings(
-        data_dir=str(Path(os.environ.get("ETF_DATA_DIR") or "data").resolve()),
+        data_dir=str(data_dir_from_env()),
         source=os.environ.get("ETF_SOURCE") or "auto",
-        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or "",
+        mlflow_tracking_uri=os.environ.get(TRACKING_URI_ENV) or "",
     )
 
 
@@ -90,7 +91,7 @@ class Warehouse(DuckDBResource):
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         con = self._connect()
-        # Progress is logged through etf_assets.progress, not drawn on the run worker's stdout.
+        # Progress is logged (etf_assets.storage.progress), not drawn on the run worker's stdout.
         con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
         try:
             yield con

@@ -3,7 +3,8 @@
 The same arguments give byte-identical files. By default the archive carries the quirks of the real
 data that loaders must survive (see `Quirks`); `--no-quirks` gives a clean archive.
 
-    python -m etf_assets.sample_archive --stocks 30 --etfs 20 --rows 1000 --out data/sample.zip
+    python -m etf_assets.ingest.sample_archive --stocks 30 --etfs 20 --rows 1000 \
+        --out data/sample.zip
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import duckdb
 
-from etf_assets import sql
 from etf_assets.constants import META_FILE, META_HEADER, PRICE_HEADER
+from etf_assets.ingest import sql
 
 # Real file stems whose names break naive parsing; UTX and UTX# share the meta Symbol "UTX".
 QUIRK_STOCK_STEMS = {

@@ -6,7 +6,7 @@ from etf_assets.constants import (
     REJECTED_ROWS_TABLE,
     SYMBOL_TABLE,
 )
-from etf_assets.resources import settings_from_env, warehouse_for
+from etf_assets.orchestration.resources import settings_from_env, warehouse_for
 
 
 def main() -> None:

@@ -32,10 +32,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from etf_assets import sql
 from etf_assets.constants import FEATURE_COLUMNS, TARGET_COLUMN
+from etf_assets.model import sql
+from etf_assets.model.pipeline import DEGREE, make_pipeline
 
-DEGREE = 2
 # Time split: the most recent 20% of the rows (by date) are the holdout.
 HOLDOUT_FRACTION = 0.2
 # The problem statement's random 80/20 split, seed 42.
@@ -59,18 +59,6 @@ MAX_RUNS_PER_SYMBOL = 4
 
 _CHUNK_ROWS = 1 << 18
 _EPOCH = dt.date(1970, 1, 1)
-
-
-def make_pipeline(degree: int = DEGREE) -> Pipeline:
-    """The model, unfitted: inputs scaled so that squared volumes (up to 1e18) stay well
-    conditioned, then polynomial terms, then least squares."""
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("poly", PolynomialFeatures(degree=degree, include_bias=False)),
-            ("linear", LinearRegression()),
-        ]
-    )
 
 
 def day_to_date(day: int) -> dt.date:

@@ -1,0 +1,5 @@
+"""SQL of the model stage, one statement per file."""
+
+from etf_assets.storage.sql_files import sql_loader
+
+load = sql_loader(__name__)

@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, checks, jobs, automation, partitions and resources over the stages."""

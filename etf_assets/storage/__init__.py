@@ -1,0 +1,1 @@
+"""What the stages share about storage: SQL files, atomic directories, Parquet stages, DuckDB."""

@@ -1,7 +1,11 @@
 """Print where a `make run` left its results."""
 
+import os
+
 from etf_assets.constants import (
     FEATURES_TABLE,
+    MODEL_ALIAS,
+    MODEL_NAME,
     PRICE_VOLUME_TABLE,
     REJECTED_ROWS_TABLE,
     SYMBOL_TABLE,
@@ -22,7 +26,10 @@ def main() -> None:
                 print(f"    {table:<20} {rows:>12,} rows")
     print(f"  parquet     {settings.prices_stage}  (stage 1)")
     print(f"              {settings.features_stage}  (stage 2)")
-    print("  dagster     runs in DAGSTER_HOME; browse them with `make dev`")
+    print(f"  mlflow      {settings.tracking_uri}  (make mlflow-ui)")
+    print(f"              models:/{MODEL_NAME}@{MODEL_ALIAS}  (make serve)")
+    dagster_home = os.environ.get("DAGSTER_HOME", "DAGSTER_HOME")
+    print(f"  dagster     runs in {dagster_home}  (make dev)")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
 
     The fast scan's rows are committed to the load table first: DuckDB then keeps the blocks it
     wrote while scanning, where deleting irregular files' rows in the same transaction would
-    make the commit write every row again (10 s at full scale). The fixes, the swap of the load
+    make the commit write every row again. The fixes, the swap of the load
     table into `price_volume_table` and `rejected_rows` are one second transaction, and the
     Parquet stage is swapped in after it, so a failure at any point leaves the previous tables
     and stage as they were.
@@ -197,9 +197,8 @@ def _count_data_lines(files: list[PriceFile]) -> list[int]:
     """The lines after the header of each file, empty lines included.
 
     The typed scan skips the rows it cannot read; a file with fewer rows than lines is then
-    reloaded line by line. Counting newlines takes about 1.3 s of one core at full scale, beside
-    the scan; having the reader record its rejects instead (store_rejects) made the scan 2.6-3.7 s
-    slower.
+    reloaded line by line. Counting newlines runs beside the scan on the other core; having the
+    reader record its rejects instead (store_rejects) slows the scan itself.
     """
     newline = ord("\n")
     counts = []

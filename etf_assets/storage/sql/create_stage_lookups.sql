@@ -1,6 +1,6 @@
 -- The stages' text columns as ENUMs, one entry per distinct value. DuckDB writes an ENUM column
--- to Parquet as a dictionary-encoded string column instead of encoding every row's string: at
--- full scale stage 1 takes 2.7-3.4 s instead of 5.6-7.9 s. {symbols} holds the symbol and
+-- to Parquet as a dictionary-encoded string column instead of encoding every row's string, which
+-- is most of the cost of writing a stage with plain strings. {symbols} holds the symbol and
 -- security name of each {key} that the rows of {table} carry; all three are fixed names, never
 -- input.
 CREATE OR REPLACE TEMP TABLE stage_date_values AS

@@ -1,5 +1,6 @@
 """poly_model materialized twice by Dagster on a generated features_table, then read back from the
-MLflow store (sqlite under tmp_path): run, metrics, artifacts, registered versions, alias."""
+MLflow store (sqlite under tmp_path): run, metrics, artifacts, registered versions, alias. And the
+end-to-end training it wraps, without Dagster."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import json
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -26,6 +29,7 @@ from etf_assets.model.tracking import (
     redact_uri,
     run_url,
 )
+from etf_assets.model.train import train_and_register
 from etf_assets.orchestration.assets.model import poly_model
 from etf_assets.orchestration.resources import EtfSettings
 from etf_assets_tests.model_fixtures import (
@@ -187,3 +191,27 @@ def test_store_locations_run_links_and_redaction() -> None:
     assert run_url("https://mlflow.example.com/", "3", "abc") == (
         "https://mlflow.example.com/#/experiments/3/runs/abc"
     )
+
+
+class CountingWarehouse:
+    """A warehouse without Dagster: connections to a DuckDB file, counted."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.opened = 0
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.opened += 1
+        with duckdb.connect(str(self.database)) as con:
+            yield con
+
+
+def test_a_store_that_cannot_be_opened_fails_before_the_warehouse_is_read(tmp_path: Path) -> None:
+    warehouse = CountingWarehouse(
+        write_features_table(tmp_path / "warehouse.duckdb", features_frame(symbols=2, days=40))
+    )
+    (tmp_path / "a_file").write_text("")  # no store can be created under a file
+    with pytest.raises(OSError):
+        train_and_register(warehouse, f"sqlite:///{tmp_path}/a_file/mlflow.db")
+    assert warehouse.opened == 0

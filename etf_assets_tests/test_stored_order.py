@@ -1,4 +1,5 @@
-"""The order checks that let the loader and the features skip a sort, on hand-made rows."""
+"""The order checks that let the loader, the features and the training lag skip a sort, on
+hand-made rows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from etf_assets.storage.stored_order import files_with_unordered_dates, symbol_date_order
+from etf_assets.storage.stored_order import (
+    ascending_run_starts,
+    files_with_unordered_dates,
+    group_runs,
+    symbol_date_order,
+)
 
 DAY0 = date(2020, 1, 1)
 
@@ -45,6 +51,32 @@ def test_duplicates_and_steps_back_are_found_within_and_across_runs() -> None:
 
 def test_an_empty_table_has_no_unordered_files() -> None:
     assert files_with_unordered_dates(stored([]), "t") == []
+
+
+def test_runs_chain_by_first_day_in_any_stored_order_but_not_in_storage_order() -> None:
+    keys = np.array([7, 7, 9, 7, 7, 9, 9])
+    days = np.array([5, 6, 1, 1, 2, 2, 3])
+    starts = ascending_run_starts(keys, days)
+    # Runs: key 7 days 5-6 (rows 0-1), key 9 day 1 (row 2), key 7 days 1-2 (3-4), key 9 days 2-3.
+    assert starts.tolist() == [0, 2, 3, 5]
+    by_day = group_runs(keys, days, starts, "first day")
+    assert not by_day.goes_back.any()
+    # Key 7's run of days 5-6 follows its run of days 1-2, which ends at row 4; key 9's second
+    # run follows row 2.
+    assert by_day.row_before().tolist() == [4, -1, -1, 2]
+    stored = group_runs(keys, days, starts, "storage order")
+    # Key 7's second stored run goes back to day 1; key 9's goes on from day 1 to day 2.
+    assert stored.order.tolist() == [0, 2, 1, 3]
+    assert stored.continues.tolist() == [True, False, True]
+    assert stored.goes_back.tolist() == [True, False, False]
+
+
+def test_a_day_twice_breaks_the_chain_in_either_order() -> None:
+    keys, days = np.array([1, 1, 2]), np.array([3, 3, 4])
+    starts = ascending_run_starts(keys, days)
+    assert starts.tolist() == [0, 1, 2]
+    for within_key in ("first day", "storage order"):
+        assert group_runs(keys, days, starts, within_key).goes_back.tolist() == [True, False]
 
 
 def arrays(numbers: list[int], days: list[int]) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:

@@ -1,5 +1,6 @@
-"""training.py on generated data, checked against independent computations: pandas for the lag,
-scikit-learn's own Pipeline.fit and sklearn.metrics for every fit and metric, hand formulas."""
+"""The model package (frame, evaluation, fit, report, plots) on generated data, checked against
+independent computations: pandas for the lag, scikit-learn's own Pipeline.fit and sklearn.metrics
+for every fit and metric, hand formulas."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from etf_assets.constants import FEATURE_COLUMNS
-from etf_assets.model import training
+from etf_assets.model import evaluation, fit, plots
+from etf_assets.model.frame import (
+    LAG_FROM_STORAGE_ORDER,
+    LAG_FROM_WINDOW,
+    TrainingFrame,
+    load_training_frame,
+    profile_features,
+)
+from etf_assets.model.pipeline import make_pipeline
+from etf_assets.model.report import describe_run
 from etf_assets_tests.model_fixtures import (  # noqa: F401  (features_db is a fixture)
     EXPECTED_METRIC_NAMES,
     features_db,
@@ -31,19 +41,19 @@ from etf_assets_tests.model_fixtures import (  # noqa: F401  (features_db is a f
 FEATURES = list(FEATURE_COLUMNS)
 
 
-def _load(database: Path, **kwargs: object) -> training.TrainingFrame:
+def _load(database: Path, **kwargs: object) -> TrainingFrame:
     with duckdb.connect(str(database), read_only=True) as con:
-        return training.load_training_frame(con, **kwargs)
+        return load_training_frame(con, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def frame(features_db: Path) -> training.TrainingFrame:  # noqa: F811
+def frame(features_db: Path) -> TrainingFrame:  # noqa: F811
     return _load(features_db)
 
 
 @pytest.fixture(scope="module")
-def result(frame: training.TrainingFrame) -> training.TrainingResult:
-    return training.train(frame)
+def result(frame: TrainingFrame) -> evaluation.TrainingResult:
+    return fit.fit_and_evaluate(frame)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +81,7 @@ def _sklearn_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, flo
     }
 
 
-def _assert_metrics(result: training.TrainingResult, prefix: str, expected: dict) -> None:
+def _assert_metrics(result: evaluation.TrainingResult, prefix: str, expected: dict) -> None:
     for name, value in expected.items():
         assert result.metrics[f"{prefix}_{name}"] == pytest.approx(value, rel=1e-9), name
 
@@ -97,21 +107,21 @@ def test_load_keeps_rows_with_both_features_and_lags_within_each_symbol(tmp_path
                 }
             )
     for name, order, source in (
-        ("sorted", pd.DataFrame(rows), training.LAG_FROM_STORAGE_ORDER),
+        ("sorted", pd.DataFrame(rows), LAG_FROM_STORAGE_ORDER),
         # In any order, the 4 rows with features are at most 4 runs: few enough to chain.
         (
             "shuffled",
             pd.DataFrame(rows).sample(frac=1.0, random_state=3),
-            training.LAG_FROM_STORAGE_ORDER,
+            LAG_FROM_STORAGE_ORDER,
         ),
-        ("dates descending", pd.DataFrame(rows[::-1]), training.LAG_FROM_STORAGE_ORDER),
+        ("dates descending", pd.DataFrame(rows[::-1]), LAG_FROM_STORAGE_ORDER),
     ):
         loaded = _load(write_features_table(tmp_path / f"{name}.duckdb", order))
         assert loaded.lag_source == source
         _check_tiny_frame(loaded, days)
 
 
-def _check_tiny_frame(loaded: training.TrainingFrame, days: np.ndarray) -> None:
+def _check_tiny_frame(loaded: TrainingFrame, days: np.ndarray) -> None:
     got = pd.DataFrame(
         {
             "day": loaded.day,
@@ -132,9 +142,7 @@ def _check_tiny_frame(loaded: training.TrainingFrame, days: np.ndarray) -> None:
     assert loaded.day.dtype == np.int32 and loaded.random_test.dtype == bool
 
 
-def test_lagged_features_match_pandas_shift(
-    frame: training.TrainingFrame, table: pd.DataFrame
-) -> None:
+def test_lagged_features_match_pandas_shift(frame: TrainingFrame, table: pd.DataFrame) -> None:
     got = pd.DataFrame(
         {"day": frame.day, "vma": frame.features[0], "lag": frame.lagged[0]}
     ).sort_values(["day", "vma"])
@@ -153,10 +161,10 @@ def test_lagged_features_match_pandas_shift(
 
 def test_random_split_is_seeded_order_independent_and_a_fifth(
     features_db: Path,  # noqa: F811
-    frame: training.TrainingFrame,
+    frame: TrainingFrame,
     tmp_path: Path,
 ) -> None:
-    def flags(loaded: training.TrainingFrame) -> list[tuple]:
+    def flags(loaded: TrainingFrame) -> list[tuple]:
         return sorted(zip(loaded.day, loaded.volume, loaded.random_test, strict=True))
 
     assert 0.17 < frame.random_test.mean() < 0.23
@@ -169,17 +177,17 @@ def test_random_split_is_seeded_order_independent_and_a_fifth(
 
 def test_snapshot_id_follows_content_not_order(features_db: Path, tmp_path: Path) -> None:  # noqa: F811
     with duckdb.connect(str(features_db), read_only=True) as con:
-        profile = training.profile_features(con)
+        profile = profile_features(con)
         shuffled = con.execute("SELECT * FROM features_table ORDER BY random()").df()
     assert profile.rows == len(shuffled)
     other = write_features_table(tmp_path / "shuffled.duckdb", shuffled)
     with duckdb.connect(str(other)) as con:
-        assert training.profile_features(con) == profile
+        assert profile_features(con) == profile
         con.execute("UPDATE features_table SET volume = volume + 1 WHERE rowid = 100")
-        assert training.profile_features(con).snapshot_id != profile.snapshot_id
+        assert profile_features(con).snapshot_id != profile.snapshot_id
 
 
-def _sorted_frame(loaded: training.TrainingFrame) -> pd.DataFrame:
+def _sorted_frame(loaded: TrainingFrame) -> pd.DataFrame:
     columns = {
         "day": loaded.day,
         "vma": loaded.features[0],
@@ -194,11 +202,11 @@ def _sorted_frame(loaded: training.TrainingFrame) -> pd.DataFrame:
 
 def test_storage_order_and_window_lags_give_the_same_frame(
     features_db: Path,  # noqa: F811
-    frame: training.TrainingFrame,
+    frame: TrainingFrame,
     tmp_path: Path,
 ) -> None:
     # The fixture is written symbol by symbol in date order, as features_table is.
-    assert frame.lag_source == training.LAG_FROM_STORAGE_ORDER
+    assert frame.lag_source == LAG_FROM_STORAGE_ORDER
     with duckdb.connect(str(features_db), read_only=True) as con:
         rows = con.execute("SELECT * FROM features_table").df()
     # Every symbol stored as two runs, as DuckDB's parallel writers may store it: the earlier
@@ -213,7 +221,7 @@ def test_storage_order_and_window_lags_give_the_same_frame(
         ("split, later runs first", pd.concat([by_symbol[later], by_symbol[~later]])),
     ):
         other = _load(write_features_table(tmp_path / f"{name}.duckdb", order))
-        assert other.lag_source == training.LAG_FROM_STORAGE_ORDER, name
+        assert other.lag_source == LAG_FROM_STORAGE_ORDER, name
         pd.testing.assert_frame_equal(_sorted_frame(other), _sorted_frame(frame))
     # Each symbol's rows together but dates descending; then rows interleaved across symbols.
     for name, order in (
@@ -221,7 +229,7 @@ def test_storage_order_and_window_lags_give_the_same_frame(
         ("interleaved", rows.sort_values(["date", "symbol"])),
     ):
         other = _load(write_features_table(tmp_path / f"{name}.duckdb", order))
-        assert other.lag_source == training.LAG_FROM_WINDOW, name
+        assert other.lag_source == LAG_FROM_WINDOW, name
         pd.testing.assert_frame_equal(_sorted_frame(other), _sorted_frame(frame))
 
 
@@ -230,7 +238,7 @@ def test_a_row_without_features_after_the_first_with_them_means_no_lag(tmp_path:
     gap = rows.index[(rows["symbol"] == "S001")][35]  # S001's 36th row loses its features
     rows.loc[gap, ["vol_moving_avg", "adj_close_rolling_med"]] = np.nan
     loaded = _load(write_features_table(tmp_path / "gap.duckdb", rows))
-    assert loaded.lag_source == training.LAG_FROM_WINDOW
+    assert loaded.lag_source == LAG_FROM_WINDOW
     assert loaded.rows == 2 * (40 - 29) - 1
     after_gap = rows.loc[gap + 1]
     row = np.flatnonzero(loaded.volume == after_gap["volume"])
@@ -238,7 +246,7 @@ def test_a_row_without_features_after_the_first_with_them_means_no_lag(tmp_path:
     # Without the gap, the same table takes the storage-order path.
     assert _load(
         write_features_table(tmp_path / "nogap.duckdb", features_frame(2, 40))
-    ).lag_source == (training.LAG_FROM_STORAGE_ORDER)
+    ).lag_source == (LAG_FROM_STORAGE_ORDER)
 
 
 # --- splits and metrics ------------------------------------------------------------------------
@@ -246,17 +254,26 @@ def test_a_row_without_features_after_the_first_with_them_means_no_lag(tmp_path:
 
 def test_time_cutoff_holds_out_the_most_recent_fifth_of_rows() -> None:
     days = np.repeat(np.arange(100, 110, dtype=np.int32), 10)  # 10 days x 10 rows
-    assert training.time_cutoff(days, 0.2) == 107  # days 108, 109: 20 rows
+    assert evaluation.time_cutoff(days, 0.2) == 107  # days 108, 109: 20 rows
     uneven = np.concatenate([np.full(70, 5), np.full(25, 9), np.full(5, 12)]).astype(np.int32)
-    assert training.time_cutoff(uneven, 0.2) == 9  # day 12 (5%): day 9 would make 30%
-    assert training.time_cutoff(np.array([1, 2], dtype=np.int32), 0.0) == 1  # never empty
+    assert evaluation.time_cutoff(uneven, 0.2) == 9  # day 12 (5%): day 9 would make 30%
+    assert evaluation.time_cutoff(np.array([1, 2], dtype=np.int32), 0.0) == 1  # never empty
     with pytest.raises(ValueError, match="two different dates"):
-        training.time_cutoff(np.full(5, 3, dtype=np.int32), 0.2)
+        evaluation.time_cutoff(np.full(5, 3, dtype=np.int32), 0.2)
 
 
-def test_regression_metrics_match_hand_formulas_and_sklearn() -> None:
+def _summed_metrics(actual: np.ndarray, predicted: np.ndarray, pieces: int) -> dict[str, float]:
+    """The metrics as training gathers them: error sums and spread added chunk by chunk."""
+    errors, spread = evaluation.ErrorSums(), evaluation.Spread(float(np.median(actual)))
+    for a, p in zip(np.array_split(actual, pieces), np.array_split(predicted, pieces), strict=True):
+        errors.add(a, p)
+        spread.add(a)
+    return errors.metrics(spread)
+
+
+def test_metrics_summed_in_chunks_match_hand_formulas_and_sklearn() -> None:
     actual, predicted = np.array([3.0, -0.5, 2.0, 7.0]), np.array([2.5, 0.0, 2.0, 8.0])
-    got = training.regression_metrics(actual, predicted)
+    got = _summed_metrics(actual, predicted, pieces=2)
     # Residuals 0.5, -0.5, 0, -1; mean of actual 2.875; SST = 29.1875.
     assert got["mae"] == pytest.approx(2.0 / 4)
     assert got["mse"] == pytest.approx(1.5 / 4)
@@ -265,15 +282,17 @@ def test_regression_metrics_match_hand_formulas_and_sklearn() -> None:
     rng = np.random.default_rng(1)
     actual, predicted = rng.lognormal(12, 2, 1000), rng.lognormal(12, 2, 1000)
     want = _sklearn_metrics(actual, predicted)
-    for name, value in training.regression_metrics(actual, predicted).items():
+    for name, value in _summed_metrics(actual, predicted, pieces=7).items():
         assert value == pytest.approx(want[name], rel=1e-12)
+    with pytest.raises(ValueError, match="no rows"):
+        evaluation.ErrorSums().metrics(evaluation.Spread())
 
 
 # --- the fits, against scikit-learn -----------------------------------------------------------
 
 
 def test_registered_pipeline_equals_sklearn_pipeline_fit_on_all_rows(
-    result: training.TrainingResult, table: pd.DataFrame
+    result: evaluation.TrainingResult, table: pd.DataFrame
 ) -> None:
     ours = result.pipeline
     assert [name for name, _ in ours.steps] == ["scale", "poly", "linear"]
@@ -284,7 +303,7 @@ def test_registered_pipeline_equals_sklearn_pipeline_fit_on_all_rows(
     assert isinstance(ours.named_steps["linear"], LinearRegression)
     check_is_fitted(ours)
 
-    reference = training.make_pipeline().fit(table[FEATURES], table["volume"].astype(float))
+    reference = make_pipeline().fit(table[FEATURES], table["volume"].astype(float))
     for attribute in ("mean_", "var_", "scale_", "n_samples_seen_", "feature_names_in_"):
         got, want = getattr(ours[0], attribute), getattr(reference[0], attribute)
         if attribute == "feature_names_in_":
@@ -304,7 +323,7 @@ def test_registered_pipeline_equals_sklearn_pipeline_fit_on_all_rows(
 
 
 def test_time_split_metrics_equal_sklearn_fits_on_rows_up_to_the_cutoff(
-    result: training.TrainingResult, table: pd.DataFrame
+    result: evaluation.TrainingResult, table: pd.DataFrame
 ) -> None:
     cutoff = dt.date.fromisoformat(result.params["time_cutoff_date"])
     train, test = table[table["date"] <= cutoff], table[table["date"] > cutoff]
@@ -314,22 +333,22 @@ def test_time_split_metrics_equal_sklearn_fits_on_rows_up_to_the_cutoff(
     assert result.params["time_holdout_last_date"] == table["date"].max().isoformat()
     y_train, y_test = train["volume"].astype(float), test["volume"].astype(float)
 
-    poly = training.make_pipeline().fit(train[FEATURES], y_train)
+    poly = make_pipeline().fit(train[FEATURES], y_train)
     _assert_metrics(result, "time_poly", _sklearn_metrics(y_test, poly.predict(test[FEATURES])))
     linear = LinearRegression().fit(train[FEATURES], y_train)
     _assert_metrics(result, "time_linear", _sklearn_metrics(y_test, linear.predict(test[FEATURES])))
     _assert_metrics(result, "time_moving_avg", _sklearn_metrics(y_test, test["vol_moving_avg"]))
-    evaluation = result.evaluation(training.FEATURES, training.TIME_SPLIT, training.POLY)
-    assert (evaluation.train_rows, evaluation.test_rows) == (len(train), len(test))
+    time_poly = result.evaluation(evaluation.FEATURES, evaluation.TIME_SPLIT, evaluation.POLY)
+    assert (time_poly.train_rows, time_poly.test_rows) == (len(train), len(test))
 
 
 def test_random_split_metrics_equal_sklearn_fits(
-    result: training.TrainingResult, table: pd.DataFrame
+    result: evaluation.TrainingResult, table: pd.DataFrame
 ) -> None:
     train, test = table[~table["random_test"]], table[table["random_test"]]
     assert result.params["rows_random_test"] == len(test)
     y_train, y_test = train["volume"].astype(float), test["volume"].astype(float)
-    poly = training.make_pipeline().fit(train[FEATURES], y_train)
+    poly = make_pipeline().fit(train[FEATURES], y_train)
     _assert_metrics(result, "random_poly", _sklearn_metrics(y_test, poly.predict(test[FEATURES])))
     linear = LinearRegression().fit(train[FEATURES], y_train)
     _assert_metrics(
@@ -338,7 +357,7 @@ def test_random_split_metrics_equal_sklearn_fits(
 
 
 def test_leakage_free_variant_equals_sklearn_fits_on_lagged_features(
-    result: training.TrainingResult, table: pd.DataFrame
+    result: evaluation.TrainingResult, table: pd.DataFrame
 ) -> None:
     lagged = [f"lag_{c}" for c in FEATURES]
     usable = table.dropna(subset=lagged)
@@ -352,7 +371,7 @@ def test_leakage_free_variant_equals_sklearn_fits_on_lagged_features(
         x_train = train[lagged].set_axis(FEATURES, axis=1)
         x_test = test[lagged].set_axis(FEATURES, axis=1)
         y_train, y_test = train["volume"].astype(float), test["volume"].astype(float)
-        poly = training.make_pipeline().fit(x_train, y_train)
+        poly = make_pipeline().fit(x_train, y_train)
         _assert_metrics(
             result, f"lagged_{split}_poly", _sklearn_metrics(y_test, poly.predict(x_test))
         )
@@ -369,7 +388,7 @@ def test_leakage_free_variant_equals_sklearn_fits_on_lagged_features(
 
 def test_fit_recovers_the_known_polynomial(tmp_path: Path) -> None:
     exact = _load(write_features_table(tmp_path / "exact.duckdb", features_frame(noise=0.0)))
-    pipeline = training.train(exact).pipeline
+    pipeline = fit.fit_and_evaluate(exact).pipeline
     vma, acrm = exact.features
     grid = pd.DataFrame(
         {
@@ -383,30 +402,28 @@ def test_fit_recovers_the_known_polynomial(tmp_path: Path) -> None:
 
 
 def test_result_has_every_metric_and_explains_the_leakage(
-    result: training.TrainingResult,
+    result: evaluation.TrainingResult,
 ) -> None:
     assert set(result.metrics) == EXPECTED_METRIC_NAMES
     assert all(math.isfinite(v) for v in result.metrics.values())
     for prefix in {n.rsplit("_", 1)[0] for n in EXPECTED_METRIC_NAMES}:
         m = result.metrics
         assert m[f"{prefix}_rmse"] == pytest.approx(math.sqrt(m[f"{prefix}_mse"]))
-    text = training.describe_run(result)
+    text = describe_run(result)
     assert "leak" in text and "including the same day" in text
     lagged_r2 = result.metrics["lagged_time_poly_r2"]
     assert f"{lagged_r2:.4f}" in text
     assert result.params["time_cutoff_date"] in text
     assert list(result.input_example.columns) == FEATURES
-    assert len(result.input_example) == training.INPUT_EXAMPLE_ROWS
+    assert len(result.input_example) == fit.INPUT_EXAMPLE_ROWS
 
 
-def test_plots_render_from_a_bounded_sample(result: training.TrainingResult) -> None:
+def test_plots_render_from_a_bounded_sample(result: evaluation.TrainingResult) -> None:
     assert len(result.plot_actual) == len(result.plot_predicted)
-    assert len(result.plot_actual) == min(
-        training.PLOT_SAMPLE_ROWS, result.params["rows_time_holdout"]
-    )
+    assert len(result.plot_actual) == min(fit.PLOT_SAMPLE_ROWS, result.params["rows_time_holdout"])
     for figure in (
-        training.plot_predicted_vs_actual(result.plot_actual, result.plot_predicted),
-        training.plot_residuals(result.plot_actual, result.plot_predicted - 1e6),
+        plots.plot_predicted_vs_actual(result.plot_actual, result.plot_predicted),
+        plots.plot_residuals(result.plot_actual, result.plot_predicted - 1e6),
     ):
         png = io.BytesIO()
         figure.savefig(png, format="png")
@@ -416,4 +433,4 @@ def test_plots_render_from_a_bounded_sample(result: training.TrainingResult) -> 
 def test_empty_table_is_an_error(tmp_path: Path) -> None:
     empty = features_frame(symbols=1, days=20)  # fewer rows than the 30-row window
     with pytest.raises(ValueError, match="no rows"):
-        training.train(_load(write_features_table(tmp_path / "empty.duckdb", empty)))
+        fit.fit_and_evaluate(_load(write_features_table(tmp_path / "empty.duckdb", empty)))

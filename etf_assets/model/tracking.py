@@ -17,12 +17,9 @@ from mlflow.models import infer_signature
 
 from etf_assets.constants import EXPERIMENT_NAME, MODEL_ALIAS, MODEL_NAME
 from etf_assets.locations import using_tracking_uri
-from etf_assets.model.training import (
-    TrainingResult,
-    describe_run,
-    plot_predicted_vs_actual,
-    plot_residuals,
-)
+from etf_assets.model.evaluation import TrainingResult
+from etf_assets.model.plots import plot_predicted_vs_actual, plot_residuals
+from etf_assets.model.report import describe_run
 
 # Where `make mlflow-ui` serves the UI (mlflow ui on 127.0.0.1:5000) for a local store.
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
@@ -32,7 +29,7 @@ MODEL_ARTIFACT = "model"
 METRICS_LOG = "metrics.jsonl"
 PREDICTED_PLOT = "plots/predicted_vs_actual.png"
 RESIDUALS_PLOT = "plots/residuals.png"
-# Pinned from this environment: saves MLflow's requirement inference (a subprocess, ~4 s).
+# Pinned from this environment: saves MLflow's requirement inference, which runs a subprocess.
 # skops: the model is saved in skops format (no pickle code execution when it is loaded).
 _REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops")
 
@@ -42,7 +39,6 @@ class TrackedModel:
     """Where a training run went: its MLflow run and the registered version it created."""
 
     tracking_uri: str
-    experiment_id: str
     run_id: str
     run_url: str
     model_version: str
@@ -86,7 +82,7 @@ def open_experiment(tracking_uri: str) -> str:
     """The id of experiment `etf_volume` in the store, created (with its artifacts next to a
     sqlite store) when missing.
 
-    The first use of a sqlite store creates its tables (a few seconds of migrations).
+    The first use of a sqlite store creates its tables (MLflow runs its migrations).
     """
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
@@ -138,7 +134,7 @@ def log_training(
     `etf_volume_model` and move the `champion` alias to that version.
 
     Args:
-        result: what `training.train` returned.
+        result: what `fit.fit_and_evaluate` returned.
         tracking_uri: the MLflow store (`EtfSettings.tracking_uri`).
         params: logged next to the result's own params (e.g. the data snapshot id).
         metrics: logged next to the result's metrics (e.g. durations).
@@ -195,7 +191,6 @@ def log_training(
             client.set_model_version_tag(MODEL_NAME, version, key, str(all_params[key]))
     return TrackedModel(
         tracking_uri=tracking_uri,
-        experiment_id=experiment_id,
         run_id=run_id,
         run_url=run_url(tracking_uri, experiment_id, run_id),
         model_version=version,

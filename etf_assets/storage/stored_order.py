@@ -1,15 +1,68 @@
 """Order checks on rows as DuckDB returns them, so that data already in order needs no sort.
 
-Each price file holds one symbol with its dates ascending. Checking that rows still are in that
-order takes a few vectorised passes over two integer columns; sorting 28 million rows by
-(symbol, date) takes far longer.
+Each price file holds one symbol with its dates ascending, and `features_table` is written symbol
+by symbol in date order. DuckDB's parallel readers and writers may store such rows as a few runs
+among other keys' runs. Checking that rows still are in order takes a few vectorised passes over
+two integer columns and a sort of the runs; sorting all rows by (key, date) takes far longer.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import duckdb
 import numpy as np
 import pyarrow as pa
+
+
+def ascending_run_starts(keys: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Where each run of rows starts (`keys` is not empty): a run is a longest stretch of rows of
+    one key whose days strictly increase."""
+    breaks = (keys[1:] != keys[:-1]) | (days[1:] <= days[:-1])
+    return np.concatenate([[0], np.flatnonzero(breaks) + 1])
+
+
+@dataclass(frozen=True)
+class KeyRuns:
+    """The runs of rows (see `ascending_run_starts`) grouped by key.
+
+    Attributes:
+        starts, ends: the first and the last row of each run, runs in storage order.
+        order: the runs key by key, each key's runs in storage order or by first day.
+        continues: whether `order[i + 1]` is a run of the same key as `order[i]`.
+        goes_back: whether `order[i + 1]` continues the key and starts on or before the last
+            day of `order[i]`; when it never does, each key's runs chain into one ascending run.
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    order: np.ndarray
+    continues: np.ndarray
+    goes_back: np.ndarray
+
+    def row_before(self) -> np.ndarray:
+        """For each run, the last row of the run before it of its key, or -1 for a key's first."""
+        before = np.full(len(self.starts), -1)
+        before[self.order[1:][self.continues]] = self.ends[self.order[:-1][self.continues]]
+        return before
+
+
+def group_runs(
+    keys: np.ndarray,
+    days: np.ndarray,
+    starts: np.ndarray,
+    within_key: Literal["storage order", "first day"],
+) -> KeyRuns:
+    """The runs that begin at `starts` (from `ascending_run_starts`), key by key; a key's runs
+    in the order they are stored or by their first day."""
+    ends = np.append(starts[1:], len(keys)) - 1
+    run_keys = keys[starts]
+    order = np.lexsort((starts if within_key == "storage order" else days[starts], run_keys))
+    ordered_keys = run_keys[order]
+    continues = ordered_keys[1:] == ordered_keys[:-1]
+    goes_back = continues & (days[starts[order[1:]]] <= days[ends[order[:-1]]])
+    return KeyRuns(starts, ends, order, continues, goes_back)
 
 
 def files_with_unordered_dates(con: duckdb.DuckDBPyConnection, table: str) -> list[int]:
@@ -24,17 +77,8 @@ def files_with_unordered_dates(con: duckdb.DuckDBPyConnection, table: str) -> li
     days = stored.column(1).cast(pa.int32()).to_numpy()
     if len(files) == 0:
         return []
-    run_starts = _run_starts(files)
-    run_ends = np.append(run_starts[1:], len(files)) - 1
-    steps_back = np.flatnonzero(np.diff(days) <= 0) + 1
-    unordered = set(files[steps_back[~np.isin(steps_back, run_starts)]].tolist())
-
-    by_file = np.argsort(files[run_starts], kind="stable")  # keeps each file's runs in order
-    run_files = files[run_starts][by_file]
-    continues = run_files[1:] == run_files[:-1]
-    goes_back = days[run_starts[by_file][1:]] <= days[run_ends[by_file][:-1]]
-    unordered |= set(run_files[1:][continues & goes_back].tolist())
-    return sorted(unordered)
+    runs = group_runs(files, days, ascending_run_starts(files, days), "storage order")
+    return np.unique(files[runs.starts[runs.order[1:][runs.goes_back]]]).tolist()
 
 
 def symbol_date_order(
@@ -50,14 +94,10 @@ def symbol_date_order(
     numbers = symbol_numbers.to_numpy().astype(np.int64)
     days = dates.cast(pa.int32()).to_numpy().astype(np.int64)
     # One integer key per row: rows come in long ascending runs (pieces of files), which a stable
-    # (tim)sort merges several times faster than a lexsort of the two columns.
+    # (tim)sort merges faster than a lexsort of the two columns sorts them.
     key = numbers * (days.max() - days.min() + 1) + (days - days.min())
     in_order = bool(np.all(np.diff(key) > 0))
     permutation = None if in_order else np.argsort(key, kind="stable")
     grouped = numbers if permutation is None else numbers[permutation]
-    return permutation, np.diff(np.append(_run_starts(grouped), len(grouped))).astype(np.int64)
-
-
-def _run_starts(values: np.ndarray) -> np.ndarray:
-    """Where each run of equal consecutive `values` starts (`values` is not empty)."""
-    return np.concatenate(([0], np.flatnonzero(np.diff(values)) + 1))
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(grouped)) + 1))
+    return permutation, np.diff(np.append(starts, len(grouped))).astype(np.int64)

@@ -17,10 +17,8 @@ from etf_assets.orchestration.resources import EtfSettings, warehouse_for
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no test may reach another host
 
-EXCERPT = Path(
-    os.environ.get("ETF_EXCERPT_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "kaggle-excerpt"
-)
+# Real files of the Kaggle dataset with the quirks the tests rely on (see its README.md).
+EXCERPT = Path(__file__).resolve().parent / "data" / "kaggle-excerpt"
 INGEST_KEYS = ["raw_zip", "price_volume_table", "symbol_table"]
 # What Arrow-based readers (pandas, polars, pyarrow) see: plain strings, never dictionaries.
 STAGE_ARROW_TYPES = [
@@ -39,10 +37,14 @@ def zip_folder_plain(folder: Path, archive: Path) -> Path:
     return archive
 
 
+def features_config(**config: object) -> dict[str, object]:
+    """Run config for the features_table asset (its FeaturesConfig fields)."""
+    return {"ops": {"features_table": {"config": config}}}
+
+
 @pytest.fixture(scope="session")
 def excerpt_dir() -> Path:
-    if not (EXCERPT / "symbols_valid_meta.csv").is_file():
-        pytest.fail(f"the real dataset excerpt is missing at {EXCERPT} (set ETF_EXCERPT_DIR)")
+    """The real excerpt, read-only: tests that change an archive copy it first."""
     return EXCERPT
 
 
@@ -74,6 +76,20 @@ class Pipeline:
     def resources(self) -> dict[str, object]:
         return {"settings": self.settings, "warehouse": self.warehouse}
 
+    @property
+    def definitions(self) -> dg.Definitions:
+        """The code location's Definitions (jobs, sensors, checks) with this pipeline's resources
+        in place of those read from the environment."""
+        return dg.Definitions(
+            assets=defs.assets,
+            asset_checks=defs.asset_checks,
+            jobs=defs.jobs,
+            schedules=defs.schedules,
+            sensors=defs.sensors,
+            resources=self.resources,
+            executor=defs.executor,
+        )
+
     def materialize(self, keys: list[str], **kwargs: object) -> dg.ExecuteInJobResult:
         """Materialize the assets named `keys` together with their asset checks."""
         assets = [defs.get_assets_def(key) for key in keys]
@@ -89,7 +105,7 @@ class Pipeline:
     def ingest(self) -> dg.ExecuteInJobResult:
         return self.materialize(INGEST_KEYS)
 
-    def features(self, symbols: list[str] | None = None) -> dg.ExecuteInJobResult:
+    def features(self, symbols: list[str] | None = None, **kwargs: object) -> dg.ExecuteInJobResult:
         """Materialize the features of `symbols` (default: every registered key) in one run."""
         keys = self.instance.get_dynamic_partitions("symbols")
         chosen = sorted(symbols) if symbols is not None else keys
@@ -101,6 +117,7 @@ class Pipeline:
                 "dagster/asset_partition_range_start": first,
                 "dagster/asset_partition_range_end": last,
             },
+            **kwargs,
         )
 
     def connect(self) -> duckdb.DuckDBPyConnection:

@@ -4,6 +4,7 @@ in the middle of price_volume_table, and two runs writing the warehouse at once.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,12 +64,13 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return small, big
 
 
-def wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for(log: Path, pattern: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the run's log has a line matching `pattern`; fail if the run ends first."""
     deadline = time.monotonic() + timeout
-    while text not in log.read_text(errors="replace"):
+    while not re.search(pattern, log.read_text(errors="replace")):
         assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, f"{text!r} not seen in {log}"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"{pattern!r} not seen in {log}"
+        time.sleep(0.02)
 
 
 def test_sigkill_mid_load_keeps_previous_tables_and_stage(archives, tmp_path: Path) -> None:
@@ -81,11 +83,12 @@ def test_sigkill_mid_load_keeps_previous_tables_and_stage(archives, tmp_path: Pa
 
     log = tmp_path / "killed.log"
     killed = start_materialize(cli_env(data_dir, big), log)
-    wait_for(log, "price files under", killed)
-    time.sleep(0.5)  # inside the typed scan of ~3 million rows (about 1.5 s)
+    # Killed once the typed scan has committed the new rows to the load table in the warehouse,
+    # while the stage is written and the table swapped in (millions of rows: far from instant).
+    wait_for(log, r"read [\d,]+ rows of [\d,]+ files", killed)
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=30)
-    assert "loaded " not in log.read_text(errors="replace")  # killed before the load finished
+    assert "loaded " not in log.read_text(errors="replace"), "the load finished before the kill"
 
     assert table_rows(data_dir) == before_rows
     assert stage_bytes(data_dir) == before_stage

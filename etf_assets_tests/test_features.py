@@ -15,8 +15,7 @@ import pytest
 
 from etf_assets.constants import META_HEADER, PRICE_HEADER
 from etf_assets.features import compute as features
-from etf_assets.features import sql
-from etf_assets_tests.conftest import STAGE_ARROW_TYPES
+from etf_assets_tests.conftest import STAGE_ARROW_TYPES, features_config
 
 FEATURE_QUERY = """SELECT symbol, date, volume, adj_close, vol_moving_avg, adj_close_rolling_med
                    FROM features_table ORDER BY symbol, date"""
@@ -39,9 +38,8 @@ def write_tiny_archive(root: Path) -> None:
 
 
 @pytest.fixture(params=["sql", "kernel"])
-def method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def method(request: pytest.FixtureRequest) -> str:
     """Run the asset with the window SQL or with the kernel, whatever the batch size."""
-    monkeypatch.setattr(features, "KERNEL_MIN_ROWS", 0 if request.param == "kernel" else 10**12)
     return request.param
 
 
@@ -75,7 +73,7 @@ def test_hand_computed_windows(tmp_path: Path, pipeline_factory, method: str) ->
     write_tiny_archive(tmp_path / "tiny")
     pipeline = pipeline_factory(tmp_path / "tiny")
     assert pipeline.ingest().success
-    result = pipeline.features()
+    result = pipeline.features(run_config=features_config(method=method))
     assert result.success
     rows = pipeline.query(FEATURE_QUERY)
     t_rows = [r for r in rows if r[0] == "T"]
@@ -93,14 +91,14 @@ def test_hand_computed_windows(tmp_path: Path, pipeline_factory, method: str) ->
 def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory, method) -> None:
     pipeline = pipeline_factory(excerpt_dir)
     assert pipeline.ingest().success
-    result = pipeline.features()
+    result = pipeline.features(run_config=features_config(method=method))
     assert result.success
     # One run, one step execution, one materialization per symbol partition.
     keys = pipeline.instance.get_dynamic_partitions("symbols")
     starts = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
     assert starts.count("features_table") == 1
     assert sorted(e.partition for e in result.get_asset_materialization_events()) == sorted(keys)
-    assert assert_matches_pandas(pipeline) == 113_955 - 1  # every price row but the blank one
+    assert assert_matches_pandas(pipeline) == 25_818 - 1  # every price row but the blank one
     symbols = {r[0] for r in pipeline.query("SELECT DISTINCT symbol FROM features_table")}
     assert symbols == set(pipeline.instance.get_dynamic_partitions("symbols"))
     # Stage 2 holds the same rows with the problem statement's names and types.
@@ -151,12 +149,12 @@ def test_sql_definition_and_kernel_are_identical(
 
 
 def test_one_partition_rematerialized_leaves_others_identical(
-    sample_dir: Path, pipeline_factory, monkeypatch: pytest.MonkeyPatch
+    sample_dir: Path, pipeline_factory
 ) -> None:
-    monkeypatch.setattr(features, "BATCH_ROWS", 5_000)  # a stage of several files
     pipeline = pipeline_factory(sample_dir)
     assert pipeline.ingest().success
-    assert pipeline.features().success
+    # Small batches: a stage of several files.
+    assert pipeline.features(run_config=features_config(batch_rows=5_000)).success
     stage_files = sorted(pipeline.settings.features_stage.glob("*.parquet"))
     assert len(stage_files) >= 5
     keys = pipeline.instance.get_dynamic_partitions("symbols")
@@ -269,21 +267,43 @@ def test_a_symbol_with_two_security_names_fails_and_changes_nothing(
     assert {path.name: path.read_bytes() for path in stage.iterdir()} == stage_before
 
 
-def test_a_failed_insert_reports_its_own_error(
-    sample_dir: Path, pipeline_factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_insert_reports_its_own_error(sample_dir: Path, pipeline_factory) -> None:
     pipeline = pipeline_factory(sample_dir)
     assert pipeline.ingest().success
-    load = sql.load
-
-    def failing_insert(name: str) -> str:
-        if name == "insert_feature_batch":
-            return "INSERT INTO features_table (symbol) SELECT error('injected insert failure')"
-        return load(name)
-
-    monkeypatch.setattr(sql, "load", failing_insert)
+    # A features_table made by hand with one more column, which no insert fills: the pipeline
+    # keeps a table it finds, so its first insert fails inside the transaction.
+    with duckdb.connect(pipeline.warehouse.database) as con:
+        con.execute(
+            """CREATE TABLE features_table AS
+               SELECT *, NULL::DOUBLE AS vol_moving_avg, NULL::DOUBLE AS adj_close_rolling_med
+               FROM price_volume_table LIMIT 0"""
+        )
+        con.execute("ALTER TABLE features_table ADD COLUMN added_by_hand INTEGER")
+        con.execute("ALTER TABLE features_table ALTER COLUMN added_by_hand SET NOT NULL")
     key = pipeline.instance.get_dynamic_partitions("symbols")[0]
     result = pipeline.materialize(["features_table"], partition_key=key, raise_on_error=False)
     assert not result.success
     message = str(result.get_step_failure_events()[0].step_failure_data.error)
-    assert "injected insert failure" in message and "aborted" not in message
+    assert "NOT NULL constraint failed: features_table.added_by_hand" in message, message
+    assert "aborted" not in message
+    # Rolled back: nothing was recorded as computed, and stage 2 holds no file.
+    assert pipeline.query("SELECT count(*) FROM features_table") == [(0,)]
+    assert pipeline.query("SELECT count(*) FROM features_state") == [(0,)]
+    assert not list(pipeline.settings.features_stage.glob("*.parquet*"))
+
+
+def test_auto_switches_to_the_kernel_at_kernel_min_rows(sample_dir: Path, pipeline_factory) -> None:
+    pipeline = pipeline_factory(sample_dir)
+    assert pipeline.ingest().success
+    keys = pipeline.instance.get_dynamic_partitions("symbols")
+    rows = pipeline.query("SELECT count(*) FROM price_volume_table")[0][0]
+    stage = pipeline.settings.features_stage
+    with duckdb.connect(pipeline.warehouse.database) as con:
+        below = features.write_features(con, keys, stage, kernel_min_rows=rows + 1)
+        con.execute("DELETE FROM features_state")  # so that every symbol is computed again
+        at = features.write_features(con, keys, stage, kernel_min_rows=rows)
+        con.execute("DELETE FROM features_state")
+        default = features.write_features(con, keys, stage)
+    assert (below.rows, below.method) == (rows, "sql")
+    assert (at.rows, at.method) == (rows, "kernel")
+    assert rows < features.KERNEL_MIN_ROWS and default.method == "sql"

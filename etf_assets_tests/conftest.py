@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -13,12 +15,14 @@ import pytest
 
 from etf_assets.definitions import defs
 from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
+from etf_assets.orchestration import instance_db
 from etf_assets.orchestration.resources import EtfSettings, warehouse_for
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no test may reach another host
 
 # Real files of the Kaggle dataset with the quirks the tests rely on (see its README.md).
 EXCERPT = Path(__file__).resolve().parent / "data" / "kaggle-excerpt"
+REPO = Path(__file__).resolve().parents[1]
 INGEST_KEYS = ["raw_zip", "price_volume_table", "symbol_table"]
 # What Arrow-based readers (pandas, polars, pyarrow) see: plain strings, never dictionaries.
 STAGE_ARROW_TYPES = [
@@ -46,6 +50,29 @@ def features_config(**config: object) -> dict[str, object]:
 def excerpt_dir() -> Path:
     """The real excerpt, read-only: tests that change an archive copy it first."""
     return EXCERPT
+
+
+@pytest.fixture(scope="session")
+def instance_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The Postgres server `make run` uses for the Dagster instance, with its files in a temporary
+    folder (a Unix socket there, no TCP port); stopped through its pid file at the end."""
+    home = tmp_path_factory.mktemp("instance-postgres")
+    instance_db.start(home=home)
+    yield home
+    instance_db.stop(home=home)
+
+
+@pytest.fixture
+def instance_pg_url(instance_postgres: Path) -> str:
+    """A fresh database on that server: the DAGSTER_PG_URL of an empty Dagster instance."""
+    return instance_db.start(home=instance_postgres, database=f"test_{uuid.uuid4().hex[:12]}")
+
+
+def write_instance_config(home: Path) -> Path:
+    """DAGSTER_HOME as `make run` lays it out: the repo's dagster.yaml in it."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 
 from etf_assets.definitions import defs
+from etf_assets_tests.conftest import REPO, write_instance_config
 
-REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 # The logic the serving app and the benchmarks import: one package per stage, and shared storage.
 STAGE_PACKAGES = (
@@ -52,11 +52,14 @@ def test_the_package_exposes_the_same_definitions() -> None:
     assert "defs" in dir(etf_assets)  # how Dagster finds it with `-m etf_assets`
 
 
-def test_the_cli_validates_the_code_location(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ETF_DATA_DIR": str(tmp_path / "data")}
+def test_the_cli_validates_the_code_location(tmp_path: Path, instance_pg_url: str) -> None:
+    home = write_instance_config(tmp_path / "dagster_home")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": instance_pg_url,
+        "ETF_DATA_DIR": str(tmp_path / "data"),
+    }
     result = subprocess.run(
         [DAGSTER, "definitions", "validate", "-m", "etf_assets"],
         cwd=REPO,

@@ -15,22 +15,20 @@ import duckdb
 import pytest
 
 from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
+from etf_assets_tests.conftest import REPO, write_instance_config
 from etf_assets_tests.oracle import read_expected
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
-REPO = Path(__file__).resolve().parents[1]
 SELECT = "raw_zip,price_volume_table"
 
 
-def cli_env(data_dir: Path, source: Path) -> dict[str, str]:
-    home = data_dir / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+def cli_env(data_dir: Path, source: Path, pg_url: str) -> dict[str, str]:
     return {
         **os.environ,
         "ETF_DATA_DIR": str(data_dir),
         "ETF_SOURCE": str(source),
-        "DAGSTER_HOME": str(home),
+        "DAGSTER_HOME": str(write_instance_config(data_dir / "dagster_home")),
+        "DAGSTER_PG_URL": pg_url,
     }
 
 
@@ -73,16 +71,18 @@ def wait_for(log: Path, pattern: str, process: subprocess.Popen, timeout: float 
         time.sleep(0.02)
 
 
-def test_sigkill_mid_load_keeps_previous_tables_and_stage(archives, tmp_path: Path) -> None:
+def test_sigkill_mid_load_keeps_previous_tables_and_stage(
+    archives, tmp_path: Path, instance_pg_url: str
+) -> None:
     small, big = archives
     data_dir = tmp_path / "data"
-    first = start_materialize(cli_env(data_dir, small), tmp_path / "first.log")
+    first = start_materialize(cli_env(data_dir, small, instance_pg_url), tmp_path / "first.log")
     assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-3000:]
     before_rows, before_stage = table_rows(data_dir), stage_bytes(data_dir)
     assert len(before_rows) > 0
 
     log = tmp_path / "killed.log"
-    killed = start_materialize(cli_env(data_dir, big), log)
+    killed = start_materialize(cli_env(data_dir, big, instance_pg_url), log)
     # Killed once the typed scan has committed the new rows to the load table in the warehouse,
     # while the stage is written and the table swapped in (millions of rows: far from instant).
     wait_for(log, r"read [\d,]+ rows of [\d,]+ files", killed)
@@ -93,18 +93,20 @@ def test_sigkill_mid_load_keeps_previous_tables_and_stage(archives, tmp_path: Pa
     assert table_rows(data_dir) == before_rows
     assert stage_bytes(data_dir) == before_stage
 
-    again = start_materialize(cli_env(data_dir, big), tmp_path / "again.log")
+    again = start_materialize(cli_env(data_dir, big, instance_pg_url), tmp_path / "again.log")
     assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
     assert len(table_rows(data_dir)) == len(read_expected(big).rows)
 
 
-def test_two_runs_writing_at_once_do_not_corrupt_the_warehouse(archives, tmp_path: Path) -> None:
+def test_two_runs_writing_at_once_do_not_corrupt_the_warehouse(
+    archives, tmp_path: Path, instance_pg_url: str
+) -> None:
     small, big = archives
     data_dir = tmp_path / "data"
     # A first run creates the Dagster instance's databases, which two processes must not race on.
-    warm_up = start_materialize(cli_env(data_dir, small), tmp_path / "warm-up.log")
+    warm_up = start_materialize(cli_env(data_dir, small, instance_pg_url), tmp_path / "warm-up.log")
     assert warm_up.wait(timeout=300) == 0, (tmp_path / "warm-up.log").read_text()[-3000:]
-    env = cli_env(data_dir, big)
+    env = cli_env(data_dir, big, instance_pg_url)
     runs = [start_materialize(env, tmp_path / f"run{i}.log") for i in range(2)]
     codes = [run.wait(timeout=600) for run in runs]
     logs = [(tmp_path / f"run{i}.log").read_text(errors="replace") for i in range(2)]

@@ -55,11 +55,15 @@ DOCS_SCREENSHOTS = {
 
 
 @pytest.fixture
-def dagster_ui(tmp_path: Path) -> Iterator[DagsterDev]:
-    """`dagster dev` on a free port with its own DAGSTER_HOME and ETF_DATA_DIR under tmp_path."""
+def dagster_ui(
+    tmp_path: Path, instance_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterDev]:
+    """`dagster dev` on a free port with its own DAGSTER_HOME and ETF_DATA_DIR under tmp_path,
+    its instance in a fresh database of the tests' Postgres."""
     if not CHROMIUM.exists():  # only when CI is set (otherwise the test is skipped)
         pytest.fail(f"CI is set and there is no Chromium at {CHROMIUM}: .ci/run must install it")
-    dev = DagsterDev(tmp_path)
+    monkeypatch.setenv("DAGSTER_PG_URL", instance_pg_url)  # the test reads the instance too
+    dev = DagsterDev(tmp_path, instance_pg_url)
     leftovers: list[int] = []
     try:
         dev.start()

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from etf_assets_tests.conftest import REPO, write_instance_config
+
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 CHROMIUM = Path(os.environ.get("ETF_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -88,8 +89,9 @@ class DagsterDev:
     code server, run workers) share its process group: `stop` kills the whole group with SIGKILL.
     """
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, pg_url: str, port: int | None = None) -> None:
         self.root = root
+        self.pg_url = pg_url
         self.data_dir = root / "data"
         self.home = root / "dagster_home"
         self.log_path = root / "dagster-dev.log"
@@ -105,14 +107,14 @@ class DagsterDev:
             ETF_DATA_DIR=str(self.data_dir),
             ETF_SOURCE="sample",
             DAGSTER_HOME=str(self.home),
+            DAGSTER_PG_URL=self.pg_url,
             PYTHONUNBUFFERED="1",
         )
         return env
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True)
-        self.home.mkdir(parents=True)
-        shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
+        write_instance_config(self.home)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [

@@ -21,6 +21,12 @@ FEATURE_QUERY = """SELECT symbol, date, volume, adj_close, vol_moving_avg, adj_c
                    FROM features_table ORDER BY symbol, date"""
 
 
+def run_facts(result) -> dict:
+    """What the features run records once for the whole table: its one observation's metadata."""
+    [event] = result.get_asset_observation_events()
+    return event.asset_observation_data.asset_observation.metadata
+
+
 def write_tiny_archive(root: Path) -> None:
     """T: 31 rows (shuffled in the file); S: 29 rows, never a full window."""
     (root / "stocks").mkdir(parents=True)
@@ -84,8 +90,7 @@ def test_hand_computed_windows(tmp_path: Path, pipeline_factory, method: str) ->
     assert t_rows[29][4:] == (15.5, 240.5)
     # Row 31: volumes 2..31 -> 16.5; squares of 2..31 -> median (16**2 + 17**2) / 2.
     assert t_rows[30][4:] == (16.5, 272.5)
-    [event] = result.get_asset_materialization_events()[:1]
-    assert event.materialization.metadata["method"].value == method
+    assert run_facts(result)["method"].value == method
 
 
 def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory, method) -> None:
@@ -116,6 +121,42 @@ def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory
                 FROM read_parquet('{stage}/**/*.parquet') ORDER BY ALL"""
         ).fetchall()
     assert staged == pipeline.query("SELECT * FROM features_table ORDER BY ALL")
+
+
+def test_each_partition_carries_its_own_symbol_facts(excerpt_dir: Path, pipeline_factory) -> None:
+    pipeline = pipeline_factory(excerpt_dir)
+    assert pipeline.ingest().success
+    result = pipeline.features()
+    assert result.success
+    with duckdb.connect(pipeline.warehouse.database, read_only=True) as con:
+        prices = con.execute("SELECT symbol, date, volume, adj_close FROM price_volume_table").df()
+    expected = pandas_features(prices).sort_values(["symbol", "date"])
+    events = {
+        e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
+    }
+    assert set(events) == set(expected["symbol"])
+    for symbol, rows in expected.groupby("symbol"):
+        meta, last = events[symbol], rows.iloc[-1]
+        assert meta["dagster/row_count"].value == len(rows)
+        assert meta["first_date"].value == rows["date"].min().date().isoformat()
+        assert meta["last_date"].value == rows["date"].max().date().isoformat()
+        assert meta["rows_with_features"].value == rows["expected_avg"].notna().sum()
+        assert meta["last_vol_moving_avg"].value == pytest.approx(last["expected_avg"])
+        assert meta["last_adj_close_rolling_med"].value == pytest.approx(last["expected_med"])
+        # Run-wide facts are not repeated in every partition.
+        assert "preview" not in meta and "symbols_requested" not in meta
+    facts = run_facts(result)
+    assert facts["table_rows"].value == len(expected)
+    assert facts["symbols_requested"].value == len(events)
+
+
+def test_column_schema_describes_the_real_table(excerpt_dir: Path, pipeline_factory) -> None:
+    from etf_assets.orchestration.assets.features import FEATURES_SCHEMA
+
+    pipeline = pipeline_factory(excerpt_dir)
+    assert pipeline.ingest().success and pipeline.features().success
+    described = pipeline.query("SELECT column_name, column_type FROM (DESCRIBE features_table)")
+    assert [(c.name, c.type) for c in FEATURES_SCHEMA.columns] == described
 
 
 @pytest.mark.parametrize("dataset", ["excerpt", "sample"])
@@ -204,7 +245,7 @@ def test_unchanged_symbols_are_not_recomputed(sample_dir: Path, pipeline_factory
     assert pipeline.ingest().success
 
     def computed(result) -> tuple[int, int]:
-        meta = result.get_asset_materialization_events()[0].materialization.metadata
+        meta = run_facts(result)
         return meta["symbols_requested"].value, meta["symbols_computed"].value
 
     keys = pipeline.instance.get_dynamic_partitions("symbols")
@@ -228,8 +269,7 @@ def test_materialization_shows_volume_against_its_average(tmp_path: Path, pipeli
     write_tiny_archive(tmp_path / "tiny")
     pipeline = pipeline_factory(tmp_path / "tiny")
     assert pipeline.ingest().success
-    meta = pipeline.features().get_asset_materialization_events()[0].materialization.metadata
-    chart = meta["volume_vs_moving_average"].value
+    chart = run_facts(pipeline.features())["volume_vs_moving_average"].value
     volume_line = next(line for line in chart.splitlines() if line.startswith("volume "))
     average_line = next(line for line in chart.splitlines() if line.startswith("vol_moving_avg"))
     bars = volume_line.split("  ")[-1]

@@ -1,5 +1,6 @@
 """Stage 2: per-symbol rolling features in DuckDB (`features_table`) and Parquet stage 2."""
 
+import datetime as dt
 import warnings
 from typing import Literal
 
@@ -10,7 +11,8 @@ from pydantic import Field
 
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
 from etf_assets.features.compute import BATCH_ROWS, write_features
-from etf_assets.orchestration.metadata import sparklines, table_metadata
+from etf_assets.features.summary import SymbolSummary, symbol_summaries
+from etf_assets.orchestration.metadata import add_partition_metadata, query_markdown, sparklines
 from etf_assets.orchestration.partitions import symbols_partitions
 from etf_assets.orchestration.resources import EtfSettings
 
@@ -33,8 +35,35 @@ class FeaturesConfig(dg.Config):
     )
 
 
+FEATURES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("symbol", "VARCHAR", description="NASDAQ Symbol: the price file's name"),
+        dg.TableColumn("security_name", "VARCHAR", description="from symbols_valid_meta.csv"),
+        dg.TableColumn("date", "DATE", description="trading day; one row per symbol and date"),
+        dg.TableColumn("open", "DOUBLE"),
+        dg.TableColumn("high", "DOUBLE"),
+        dg.TableColumn("low", "DOUBLE"),
+        dg.TableColumn("close", "DOUBLE"),
+        dg.TableColumn("adj_close", "DOUBLE", description="close adjusted for splits/dividends"),
+        dg.TableColumn("volume", "BIGINT", description="shares traded that day"),
+        dg.TableColumn(
+            "vol_moving_avg",
+            "DOUBLE",
+            description="mean of volume over the symbol's last 30 rows, this one included; "
+            "NULL for its first 29",
+        ),
+        dg.TableColumn(
+            "adj_close_rolling_med",
+            "DOUBLE",
+            description="median of adj_close over the same 30 rows; NULL for the first 29",
+        ),
+    ]
+)
+
+
 @dg.asset(
     name=FEATURES_TABLE,
+    metadata={"dagster/column_schema": FEATURES_SCHEMA},
     deps=[PRICE_VOLUME_TABLE, SYMBOL_TABLE],
     partitions_def=symbols_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -68,41 +97,70 @@ def features_table(
             config.method,
             batch_rows=config.batch_rows,
         )
-        metadata = table_metadata(
-            con,
-            FEATURES_TABLE,
-            preview_query=f"""SELECT symbol, date, volume, vol_moving_avg, adj_close,
-                   adj_close_rolling_med FROM {FEATURES_TABLE}
-                   WHERE symbol = (SELECT min(symbol) FROM requested_symbols)
-                   ORDER BY date DESC LIMIT 5""",
-        )
-        metadata["volume_vs_moving_average"] = dg.MetadataValue.md(_volume_chart(con))
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "symbols_requested": report.symbols_requested,
-            "symbols_computed": report.symbols_computed,
-            "symbols_unchanged": report.symbols_requested - report.symbols_computed,
-            "rows_computed": report.rows,
-            "rows_per_second": round(report.rows / report.seconds) if report.seconds else 0,
-            "rows_with_features": report.rows_with_features,
-            "method": report.method,
-            "parquet_stage": dg.MetadataValue.path(str(settings.features_stage)),
+        summaries = symbol_summaries(con, symbols)
+        shown = max(symbols, key=lambda symbol: (summaries[symbol].rows, symbol))
+        run_facts = {
+            "table_rows": con.execute(f"SELECT count(*) FROM {FEATURES_TABLE}").fetchone()[0],
+            "preview": dg.MetadataValue.md(
+                query_markdown(
+                    con,
+                    f"""SELECT symbol, date, volume, vol_moving_avg, adj_close,
+                        adj_close_rolling_med FROM {FEATURES_TABLE}
+                        WHERE symbol = $symbol ORDER BY date DESC LIMIT 5""",
+                    {"symbol": shown},
+                )
+            ),
+            "volume_vs_moving_average": dg.MetadataValue.md(_volume_chart(con, shown)),
         }
+    # Each partition's materialization carries its own symbol's facts; what the run as a whole
+    # did is recorded once, as an observation of the table, not repeated in every partition.
+    add_partition_metadata(
+        context, {symbol: _partition_metadata(summaries[symbol]) for symbol in symbols}
     )
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=context.asset_key,
+            metadata={
+                **run_facts,
+                "symbols_requested": report.symbols_requested,
+                "symbols_computed": report.symbols_computed,
+                "symbols_unchanged": report.symbols_requested - report.symbols_computed,
+                "rows_computed": report.rows,
+                "rows_per_second": round(report.rows / report.seconds) if report.seconds else 0,
+                "rows_with_features": report.rows_with_features,
+                "method": report.method,
+                "parquet_stage": dg.MetadataValue.path(str(settings.features_stage)),
+            },
+        )
+    )
+    return dg.MaterializeResult()
 
 
-def _volume_chart(con: duckdb.DuckDBPyConnection, days: int = 60) -> str:
-    """Volume against its moving average over the last `days` rows of the longest requested
-    symbol, as sparklines."""
+def _partition_metadata(summary: SymbolSummary) -> dict[str, object]:
+    def day(value: dt.date | None) -> str:
+        return value.isoformat() if value else ""
+
+    return {
+        "dagster/row_count": summary.rows,
+        "first_date": day(summary.first_date),
+        "last_date": day(summary.last_date),
+        "rows_with_features": summary.rows_with_features,
+        "last_vol_moving_avg": dg.MetadataValue.float(summary.last_vol_moving_avg)
+        if summary.last_vol_moving_avg is not None
+        else dg.MetadataValue.null(),
+        "last_adj_close_rolling_med": dg.MetadataValue.float(summary.last_adj_close_rolling_med)
+        if summary.last_adj_close_rolling_med is not None
+        else dg.MetadataValue.null(),
+    }
+
+
+def _volume_chart(con: duckdb.DuckDBPyConnection, symbol: str, days: int = 60) -> str:
+    """Volume against its moving average over the last `days` rows of `symbol`, as sparklines."""
     rows = con.execute(
-        f"""WITH target AS (
-                SELECT symbol FROM {FEATURES_TABLE}
-                WHERE symbol IN (SELECT symbol FROM requested_symbols)
-                GROUP BY symbol ORDER BY count(*) DESC, symbol LIMIT 1)
-            SELECT symbol, volume, vol_moving_avg FROM (
-                SELECT * FROM {FEATURES_TABLE} WHERE symbol = (SELECT symbol FROM target)
-                ORDER BY date DESC LIMIT {int(days)}) ORDER BY date"""
+        f"""SELECT symbol, volume, vol_moving_avg FROM (
+                SELECT * FROM {FEATURES_TABLE} WHERE symbol = $symbol
+                ORDER BY date DESC LIMIT {int(days)}) ORDER BY date""",
+        {"symbol": symbol},
     ).fetchall()
     if not rows:
         return "_no rows_"

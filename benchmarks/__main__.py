@@ -3,7 +3,13 @@
 import importlib
 import sys
 
-BENCHMARKS = ["bench_ingest", "bench_features", "bench_training", "bench_serving"]
+BENCHMARKS = [
+    "bench_ingest",
+    "bench_features",
+    "bench_training",
+    "bench_serving",
+    "bench_end_to_end",
+]
 
 
 def main() -> None:

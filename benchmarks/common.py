@@ -123,6 +123,35 @@ def full_scale_archive() -> tuple[Path, Path]:
     return folder, archive
 
 
+def await_full_scale_archive(
+    poll_seconds: float = 5.0, stale_seconds: float = 300.0
+) -> tuple[Path, Path]:
+    """`full_scale_archive()`, after waiting for a generation another process has under way.
+
+    That process writes the zip as `full.zip.partial`, renames it when complete and then writes
+    the stamp; calling `full_scale_archive()` before the stamp exists would generate it a second
+    time. A partial file that has not grown for `stale_seconds` is a generation that died.
+    """
+    partial, archive = BENCH_DIR / "full.zip.partial", BENCH_DIR / "full.zip"
+    stamp = BENCH_DIR / "full.spec.json"
+    announced = False
+    while True:
+        try:
+            growing = time.time() - partial.stat().st_mtime < stale_seconds
+        except FileNotFoundError:
+            growing = False
+        # Between the rename and the stamp there is only the generator's print statement.
+        stamping = (
+            archive.is_file() and not stamp.is_file() and time.time() - archive.stat().st_mtime < 60
+        )
+        if not (growing or stamping):
+            return full_scale_archive()
+        if not announced:
+            print(f"waiting for the archive being generated in {BENCH_DIR}", flush=True)
+            announced = True
+        time.sleep(poll_seconds)
+
+
 def print_table(title: str, rows: list[Measurement], reference: str) -> None:
     """Print the measurements side by side, each as a ratio to the row labelled `reference`."""
     base = next(m.seconds for m in rows if m.label == reference)

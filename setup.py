@@ -28,6 +28,7 @@ setup(
         "mlflow>=3.1",
         "matplotlib>=3.8",
         "flask>=3.0",
+        "pydantic>=2",
         "gunicorn>=22",
     ],
     extras_require={

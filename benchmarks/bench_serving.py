@@ -142,16 +142,18 @@ def measure(load, server: Server, connections: int, seconds: float) -> LoadResul
 
 def model_store(synthetic: bool, tmp: Path) -> tuple[str, str]:
     """The tracking URI to serve from and a description of the model in it."""
-    from serving.config import DEFAULTS, FEATURES, resolve_tracking_uri
+    from etf_assets.locations import tracking_uri_from_env
+    from serving.app import DEFAULTS
     from serving.model_store import LoadedModel, try_load_model
+    from serving.schema import FEATURES
 
     if not synthetic:
-        uri, model_uri = resolve_tracking_uri(None), DEFAULTS["MODEL_URI"]
+        uri, model_uri = tracking_uri_from_env(), DEFAULTS["MODEL_URI"]
         loaded = try_load_model(model_uri, uri, FEATURES)
         if isinstance(loaded, LoadedModel):
             return uri, f"{model_uri} version {loaded.version} in {uri} ({loaded.predictor.kind})"
         print(f"No model in {uri} ({loaded.reason}): serving a synthetic one.")
-    from serving.synthetic import register_model
+    from serving.tests.synthetic import register_model
 
     registered = register_model(tmp / "mlflow")
     return registered.tracking_uri, f"synthetic asset-shaped model in {tmp / 'mlflow'}"

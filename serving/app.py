@@ -6,19 +6,33 @@ from typing import Any
 
 from flask import Flask
 
+from etf_assets.constants import MODEL_ALIAS, MODEL_NAME
+from etf_assets.locations import tracking_uri_from_env
 from serving import meta, predict
-from serving.config import DEFAULTS, FEATURES, resolve_tracking_uri
 from serving.errors import register_error_handlers
-from serving.extension import EXTENSION_KEY
-from serving.model_store import try_load_model
+from serving.model_store import EXTENSION_KEY, try_load_model
+from serving.schema import FEATURES
+
+#: Config keys of the app; each can be set with a ``FLASK_`` environment variable
+#: (``FLASK_MODEL_URI=models:/etf_volume_model/3``) or through the test config.
+DEFAULTS: dict[str, Any] = {
+    # Which model to serve: a registry URI (name@alias or name/version) or any MLflow model URI.
+    "MODEL_URI": f"models:/{MODEL_NAME}@{MODEL_ALIAS}",
+    # None: $MLFLOW_TRACKING_URI, else sqlite:///$ETF_DATA_DIR/mlflow.db (etf_assets.locations).
+    "MLFLOW_TRACKING_URI": None,
+    # Most instances in one POST /predict batch.
+    "MAX_INSTANCES": 10_000,
+    # Largest request body in bytes (10,000 instances take about 0.7 MB of JSON).
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Create the prediction app.
 
-    Configuration is layered: :data:`serving.config.DEFAULTS`, then ``FLASK_*`` environment
-    variables (``FLASK_MODEL_URI``, ``FLASK_MLFLOW_TRACKING_URI``, ``FLASK_MAX_INSTANCES``...),
-    then ``config``. The model is loaded here, once; if it cannot be, the app still starts and
+    Configuration is layered: :data:`DEFAULTS`, then ``FLASK_*`` environment variables
+    (``FLASK_MODEL_URI``, ``FLASK_MLFLOW_TRACKING_URI``, ``FLASK_MAX_INSTANCES``...), then
+    ``config``. The model is loaded here, once; if it cannot be, the app still starts and
     answers 503 on ``/predict`` and ``/health``.
 
     Args:
@@ -36,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _check_limits(app.config)
 
     _log_through_gunicorn()
-    tracking_uri = resolve_tracking_uri(app.config["MLFLOW_TRACKING_URI"])
+    tracking_uri = app.config["MLFLOW_TRACKING_URI"] or tracking_uri_from_env()
     app.extensions[EXTENSION_KEY] = try_load_model(app.config["MODEL_URI"], tracking_uri, FEATURES)
 
     register_error_handlers(app)

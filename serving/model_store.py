@@ -1,4 +1,8 @@
-"""Load the served model from the MLflow registry, once, into what the endpoints need."""
+"""Load the served model from the MLflow registry, once, into what the endpoints need.
+
+The app keeps it in ``app.extensions[EXTENSION_KEY]``; the endpoints read it back with
+:func:`model_state` and :func:`served_model`.
+"""
 
 import logging
 import re
@@ -8,9 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from flask import current_app
+
+from serving.errors import APIError
 from serving.predictor import Predictor, make_predictor
 
 log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "etf_serving_model"
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 
@@ -33,6 +42,23 @@ class ModelUnavailable:
 
     uri: str
     reason: str
+
+
+def model_state() -> LoadedModel | ModelUnavailable:
+    """The model the current app loaded at creation, or why it has none."""
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def served_model() -> LoadedModel:
+    """The model the current app serves.
+
+    Raises:
+        APIError: 503 when the app started without a model.
+    """
+    state = current_app.extensions[EXTENSION_KEY]
+    if isinstance(state, ModelUnavailable):
+        raise APIError(f"no model available: {state.reason}", 503)
+    return state
 
 
 class NoServableModel(Exception):

@@ -5,15 +5,14 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from serving.errors import APIError
-from serving.extension import served_model
-from serving.model_store import LoadedModel
+from serving.model_store import LoadedModel, served_model
 from serving.predictor import to_volume, to_volumes
-from serving.validation import (
+from serving.schema import (
+    is_batch,
     parse_json_body,
-    parse_query_string,
-    row_from_object,
+    row_from_instance,
     row_from_query,
-    rows_from_instances,
+    rows_from_batch,
 )
 
 bp = Blueprint("predict", __name__)
@@ -25,7 +24,7 @@ _NO_PREDICTION = "the model gives no finite prediction for these inputs"
 def predict_query() -> dict[str, Any]:
     """One prediction from ``?vol_moving_avg=..&adj_close_rolling_med=..``."""
     model = served_model()
-    return _predict_one(model, row_from_query(parse_query_string(request.query_string)))
+    return _predict_one(model, row_from_query(request.query_string))
 
 
 @bp.post("/predict")
@@ -33,16 +32,13 @@ def predict_body() -> dict[str, Any]:
     """One prediction from a JSON instance, or many from ``{"instances": [...]}``."""
     model = served_model()
     body = parse_json_body(request.get_data(cache=False))
-    if type(body) is dict and "instances" in body:
-        for name in body:
-            if name != "instances":
-                raise APIError(f"{name[:40]}: unknown field; a batch body has only instances")
-        rows = rows_from_instances(body["instances"], current_app.config["MAX_INSTANCES"])
+    if is_batch(body):
+        rows = rows_from_batch(body, current_app.config["MAX_INSTANCES"])
         volumes = to_volumes(model.predictor.predict_many(rows))
         if volumes is None:
             raise APIError(f"instances: {_NO_PREDICTION}")
         return {"predictions": volumes, "model_version": model.version}
-    return _predict_one(model, row_from_object(body))
+    return _predict_one(model, row_from_instance(body))
 
 
 def _predict_one(model: LoadedModel, row: tuple[float, ...]) -> dict[str, Any]:

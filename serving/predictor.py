@@ -1,8 +1,8 @@
 """Predictors derived from the fitted model: an exact closed form, or the model's own predict.
 
 The registered model is ``Pipeline([StandardScaler, PolynomialFeatures(2), LinearRegression])``.
-Calling its ``predict`` costs about 300 µs per call (input validation, a DataFrame, three
-transformers); the same value is a quadratic polynomial in the scaled inputs, which
+Calling its ``predict`` for one row is dominated by overhead (input validation, a DataFrame,
+three transformers); the same value is a quadratic polynomial in the scaled inputs, which
 :class:`QuadraticPredictor` evaluates with a few float operations, in the same order as
 scikit-learn does. Any other model is served through :class:`PipelinePredictor`.
 """

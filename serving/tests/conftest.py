@@ -7,13 +7,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sklearn.linear_model import LinearRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
+from etf_assets.model.pipeline import make_pipeline
 from serving import create_app
-from serving.config import FEATURES
-from serving.synthetic import RegisteredModel, register_model, synthetic_features
+from serving.schema import FEATURES
+
+from .synthetic import RegisteredModel, register_model, synthetic_features
 
 CUBIC_NAME = "etf_volume_model_cubic"
 
@@ -27,13 +26,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
 @pytest.fixture(scope="session")
 def registered_cubic(registered: RegisteredModel) -> RegisteredModel:
     """A model without the closed form (degree 3), in the same store under another name."""
-    cubic = Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("poly", PolynomialFeatures(degree=3, include_bias=False)),
-            ("linear", LinearRegression()),
-        ]
-    )
+    cubic = make_pipeline(degree=3)
     features = synthetic_features(500, seed=3)
     cubic.fit(features, features[FEATURES[0]] * 1.1 + 7.0)
     store_dir = Path(registered.tracking_uri.removeprefix("sqlite:///")).parent

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.config import FEATURES
+from serving.schema import FEATURES
 
 
 def model_predict(model: Any, rows: Sequence[Sequence[float]]) -> np.ndarray:

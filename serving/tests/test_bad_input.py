@@ -4,7 +4,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from serving.config import FEATURES
+from serving.schema import FEATURES
 
 VOL, PRICE = FEATURES
 GOOD = {VOL: 12345.0, PRICE: 25.0}

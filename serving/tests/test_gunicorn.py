@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from serving.config import FEATURES
-from serving.synthetic import RegisteredModel
+from serving.schema import FEATURES
 
 from .helpers import expected_volumes
+from .synthetic import RegisteredModel
 
 VOL, PRICE = FEATURES
 REPO = Path(__file__).resolve().parents[2]

@@ -9,12 +9,12 @@ from flask.testing import FlaskClient
 from mlflow import MlflowClient
 
 from serving import create_app
-from serving.config import FEATURES, resolve_tracking_uri
-from serving.extension import EXTENSION_KEY
-from serving.synthetic import RegisteredModel, register_model, synthetic_features
+from serving.model_store import EXTENSION_KEY
+from serving.schema import FEATURES
 
 from .conftest import CUBIC_NAME
 from .helpers import expected_volumes
+from .synthetic import RegisteredModel, register_model, synthetic_features
 
 VOL, PRICE = FEATURES
 QUERY = f"/predict?{VOL}=12345&{PRICE}=25"
@@ -160,17 +160,23 @@ def test_never_debug_outside_flask_run(
     assert script.load_app().debug is True
 
 
-def test_default_store_is_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_store_is_config_then_environment_then_data_dir(
+    monkeypatch: pytest.MonkeyPatch, registered: RegisteredModel, tmp_path: Path
+) -> None:
+    store_dir = Path(registered.tracking_uri.removeprefix("sqlite:///")).parent
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+
+    def health(config: dict | None = None) -> int:
+        return create_app(config).test_client().get("/health").status_code
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("ETF_DATA_DIR", str(tmp_path))
-    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/mlflow.db")
-    assert resolve_tracking_uri(None) == "sqlite:////elsewhere/mlflow.db"
-    assert resolve_tracking_uri("sqlite:////given.db") == "sqlite:////given.db"
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    monkeypatch.delenv("ETF_DATA_DIR")
-    monkeypatch.chdir(tmp_path)
-    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}"
+    monkeypatch.setenv("ETF_DATA_DIR", str(store_dir))
+    assert health() == 200  # sqlite:///$ETF_DATA_DIR/mlflow.db
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", missing)
+    assert health() == 503  # $MLFLOW_TRACKING_URI before the data folder
+    assert health({"MLFLOW_TRACKING_URI": registered.tracking_uri}) == 200  # config first
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered.tracking_uri)
+    assert health({"MLFLOW_TRACKING_URI": missing}) == 503
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,12 @@ import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
+from pydantic import TypeAdapter
 from schemathesis.generation import GenerationMode
 
-from serving.config import DEFAULTS, FEATURES, MAX_FEATURE_VALUE
-from serving.openapi import build_openapi
+from serving.app import DEFAULTS
+from serving.meta import build_openapi
+from serving.schema import FEATURES, MAX_FEATURE_VALUE, Instance, batch_adapter
 
 VOL, PRICE = FEATURES
 
@@ -24,6 +26,18 @@ def test_openapi_document_is_served_with_the_configured_limits(make_app) -> None
     instance = doc["components"]["schemas"]["Instance"]
     assert instance["required"] == list(FEATURES)
     assert instance["properties"][VOL]["maximum"] == MAX_FEATURE_VALUE
+
+
+def test_documented_requests_are_the_validators_schemas(make_app) -> None:
+    doc = make_app(MAX_INSTANCES=123).test_client().get("/openapi.json").json
+    schemas = doc["components"]["schemas"]
+    ref_template = "#/components/schemas/{model}"
+    assert schemas["Instance"] == TypeAdapter(Instance).json_schema(ref_template=ref_template)
+    batch = batch_adapter(123).json_schema(ref_template=ref_template)
+    assert schemas["Batch"] == {key: value for key, value in batch.items() if key != "$defs"}
+    parameters = doc["paths"]["/predict"]["get"]["parameters"]
+    assert {p["name"]: p["schema"] for p in parameters} == schemas["Instance"]["properties"]
+    assert [p["name"] for p in parameters] == list(FEATURES)
 
 
 def test_every_route_is_documented(app: Flask) -> None:

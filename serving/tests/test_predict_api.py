@@ -7,10 +7,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from serving.config import FEATURES
-from serving.synthetic import RegisteredModel
+from serving.schema import FEATURES
 
 from .helpers import expected_volumes, model_predict, sample_rows
+from .synthetic import RegisteredModel
 
 VOL, PRICE = FEATURES
 

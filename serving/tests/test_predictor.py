@@ -11,7 +11,6 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from serving.config import FEATURES
 from serving.predictor import (
     PipelinePredictor,
     QuadraticPredictor,
@@ -20,9 +19,10 @@ from serving.predictor import (
     to_volume,
     to_volumes,
 )
-from serving.synthetic import fit_poly_model, synthetic_features
+from serving.schema import FEATURES
 
 from .helpers import model_predict, sample_rows
+from .synthetic import fit_poly_model, synthetic_features
 
 RTOL = 1e-9
 _MODEL = fit_poly_model()  # module-level so that the hypothesis test can use it too

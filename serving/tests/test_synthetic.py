@@ -8,8 +8,9 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.linear_model import LinearRegression
 
-from serving.config import FEATURES
-from serving.synthetic import register_model, synthetic_features
+from serving.schema import FEATURES
+
+from .synthetic import register_model, synthetic_features
 
 
 @pytest.mark.parametrize("env_uri", [None, "sqlite:////nowhere/elsewhere.db"])

@@ -4,21 +4,19 @@ It is fitted on synthetic data and registered exactly as the pipeline registers 
 so that the app can be exercised against a real MLflow store without running the pipeline.
 """
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
-from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from etf_assets.constants import MODEL_ALIAS, MODEL_NAME
-from serving.config import FEATURES
+from etf_assets.constants import FEATURE_COLUMNS, MODEL_ALIAS, MODEL_NAME
+from etf_assets.locations import using_tracking_uri
+from etf_assets.model.pipeline import make_pipeline
+
+VOL, PRICE = FEATURE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,8 @@ def synthetic_features(rows: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {
-            FEATURES[0]: 10.0 ** rng.uniform(3.0, np.log10(2e9), size=rows),
-            FEATURES[1]: 10.0 ** rng.uniform(np.log10(0.5), np.log10(2_000.0), size=rows),
+            VOL: 10.0 ** rng.uniform(3.0, np.log10(2e9), size=rows),
+            PRICE: 10.0 ** rng.uniform(np.log10(0.5), np.log10(2_000.0), size=rows),
         }
     )
 
@@ -47,15 +45,8 @@ def fit_poly_model(rows: int = 2_000, seed: int = 0) -> Pipeline:
     """The asset's pipeline (scale -> degree-2 polynomial -> linear) on synthetic data."""
     features = synthetic_features(rows, seed)
     rng = np.random.default_rng(seed + 1)
-    volume = features[FEATURES[0]] * rng.lognormal(0.0, 0.2, rows) + 50.0 * features[FEATURES[1]]
-    pipeline = Pipeline(
-        [
-            ("scale", StandardScaler()),
-            ("poly", PolynomialFeatures(degree=2, include_bias=False)),
-            ("linear", LinearRegression()),
-        ]
-    )
-    return pipeline.fit(features, volume.rename("volume"))
+    volume = features[VOL] * rng.lognormal(0.0, 0.2, rows) + 50.0 * features[PRICE]
+    return make_pipeline().fit(features, volume.rename("volume"))
 
 
 def register_model(
@@ -80,7 +71,7 @@ def register_model(
     tracking_uri = f"sqlite:///{store_dir / 'mlflow.db'}"
     example = synthetic_features(5, seed=99)
     example.columns = list(getattr(model, "feature_names_in_", example.columns))
-    with _tracking_uri(tracking_uri):
+    with using_tracking_uri(tracking_uri):
         client = MlflowClient(tracking_uri=tracking_uri)
         experiment = client.get_experiment_by_name("etf_volume_synthetic")
         experiment_id = (
@@ -102,26 +93,3 @@ def register_model(
         version = str(info.registered_model_version)
         client.set_registered_model_alias(name, alias, version)
     return RegisteredModel(tracking_uri, name, version, run.info.run_id, model)
-
-
-@contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at ``uri`` for a while.
-
-    ``mlflow.set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI``; both the global and the
-    variable are put back, so that code running later in the process sees what it saw before.
-    """
-    import mlflow
-    from mlflow.tracking._tracking_service import utils
-
-    saved_global = getattr(utils, "_tracking_uri", None)
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved_global)  # type: ignore[arg-type]  # None: unset
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env

@@ -34,13 +34,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
+# ingest_job, features_job over every symbol, train_job: each as `dagster job execute` runs it,
+# in one process (etf_assets/orchestration/run_pipeline.py).
 run: install $(DAGSTER_HOME)/dagster.yaml
-	@$(WITH_INSTANCE_DB) set -ex; \
-	$(BIN)/dagster job execute -m etf_assets -j ingest_job; \
-	$(BIN)/dagster job execute -m etf_assets -j features_job \
-		--tags "$$($(BIN)/python -m etf_assets.orchestration.partition_range)"; \
-	$(BIN)/dagster job execute -m etf_assets -j train_job; \
-	$(BIN)/python -m etf_assets.orchestration.summary
+	@$(WITH_INSTANCE_DB) $(BIN)/python -m etf_assets.orchestration.run_pipeline
 
 test: install
 	$(BIN)/pytest

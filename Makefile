@@ -30,9 +30,9 @@ $(VENV)/.installed: setup.py pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp deploy/dagster.yaml $@
 
 # ingest_job, features_job over every symbol, train_job: each as `dagster job execute` runs it,
 # in one process (etf_assets/orchestration/run_pipeline.py).

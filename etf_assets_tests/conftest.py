@@ -69,9 +69,9 @@ def instance_pg_url(instance_postgres: Path) -> str:
 
 
 def write_instance_config(home: Path) -> Path:
-    """DAGSTER_HOME as `make run` lays it out: the repo's dagster.yaml in it."""
+    """DAGSTER_HOME as `make run` lays it out: the repo's deploy/dagster.yaml in it."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     return home
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from etf_assets.constants import META_HEADER, PRICE_HEADER
 from etf_assets.features import compute as features
+from etf_assets.orchestration import schemas
 from etf_assets_tests.conftest import STAGE_ARROW_TYPES, features_config
 
 FEATURE_QUERY = """SELECT symbol, date, volume, adj_close, vol_moving_avg, adj_close_rolling_med
@@ -150,13 +151,17 @@ def test_each_partition_carries_its_own_symbol_facts(excerpt_dir: Path, pipeline
     assert facts["symbols_requested"].value == len(events)
 
 
-def test_column_schema_describes_the_real_table(excerpt_dir: Path, pipeline_factory) -> None:
-    from etf_assets.orchestration.assets.features import FEATURES_SCHEMA
-
+def test_column_schemas_describe_the_real_tables(excerpt_dir: Path, pipeline_factory) -> None:
     pipeline = pipeline_factory(excerpt_dir)
     assert pipeline.ingest().success and pipeline.features().success
-    described = pipeline.query("SELECT column_name, column_type FROM (DESCRIBE features_table)")
-    assert [(c.name, c.type) for c in FEATURES_SCHEMA.columns] == described
+    for table, schema in [
+        ("price_volume_table", schemas.PRICE_VOLUME_SCHEMA),
+        ("symbol_table", schemas.SYMBOL_SCHEMA),
+        ("features_table", schemas.FEATURES_SCHEMA),
+    ]:
+        described = pipeline.query(f"SELECT column_name, column_type FROM (DESCRIBE {table})")
+        assert [(c.name, c.type) for c in schema.columns] == described, table
+        assert all(c.description for c in schema.columns), table
 
 
 @pytest.mark.parametrize("dataset", ["excerpt", "sample"])

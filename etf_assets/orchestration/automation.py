@@ -48,10 +48,12 @@ def archive_fingerprint(source: Path) -> str:
     name="archive_changed",
     job=ingest_job,
     minimum_interval_seconds=60,
+    description="Every minute, runs ingest_job when the zip or folder that ETF_SOURCE names is new "
+    "or changed (the size and modification time of every file); skips the Kaggle and sample "
+    "sources.",
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def archive_changed(context: dg.SensorEvaluationContext, settings: EtfSettings):
-    """Runs `ingest_job` when the archive at the configured source path is new or changed."""
     source = Path(settings.source)
     if settings.source in ("auto", "kaggle", "sample") or not source.exists():
         return dg.SkipReason(f"ETF_SOURCE={settings.source!r} is not an existing archive or folder")
@@ -68,9 +70,10 @@ def archive_changed(context: dg.SensorEvaluationContext, settings: EtfSettings):
     monitored_jobs=[ingest_job],
     request_job=features_job,
     default_status=dg.DefaultSensorStatus.STOPPED,
+    description="After a successful ingest_job, runs features_job over every symbol partition, "
+    "in one run.",
 )
 def features_after_ingest(context: dg.RunStatusSensorContext):
-    """Runs `features_job` over every symbol partition after a successful ingest."""
     return dg.RunRequest(
         run_key=f"features-after-{context.dagster_run.run_id}",
         tags=range_tags(context.instance),
@@ -83,9 +86,10 @@ def features_after_ingest(context: dg.RunStatusSensorContext):
     monitored_jobs=[features_job],
     request_job=train_job,
     default_status=dg.DefaultSensorStatus.STOPPED,
+    description="After a successful features_job, runs train_job: poly_model is retrained on "
+    "the refreshed features.",
 )
 def train_after_features(context: dg.RunStatusSensorContext):
-    """Retrains `poly_model` after the features were refreshed."""
     return dg.RunRequest(run_key=f"train-after-{context.dagster_run.run_id}")
 
 

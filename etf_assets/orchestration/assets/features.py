@@ -15,6 +15,7 @@ from etf_assets.features.summary import SymbolSummary, symbol_summaries
 from etf_assets.orchestration.metadata import add_partition_metadata, query_markdown, sparklines
 from etf_assets.orchestration.partitions import symbols_partitions
 from etf_assets.orchestration.resources import EtfSettings
+from etf_assets.orchestration.schemas import FEATURES_SCHEMA
 
 # Single-run backfills are what makes a backfill of 8,000 symbols one SQL pass; the flag is beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
@@ -33,32 +34,6 @@ class FeaturesConfig(dg.Config):
         gt=0,
         description="About how many rows are computed, inserted and staged at once; bounds memory.",
     )
-
-
-FEATURES_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn("symbol", "VARCHAR", description="NASDAQ Symbol: the price file's name"),
-        dg.TableColumn("security_name", "VARCHAR", description="from symbols_valid_meta.csv"),
-        dg.TableColumn("date", "DATE", description="trading day; one row per symbol and date"),
-        dg.TableColumn("open", "DOUBLE"),
-        dg.TableColumn("high", "DOUBLE"),
-        dg.TableColumn("low", "DOUBLE"),
-        dg.TableColumn("close", "DOUBLE"),
-        dg.TableColumn("adj_close", "DOUBLE", description="close adjusted for splits/dividends"),
-        dg.TableColumn("volume", "BIGINT", description="shares traded that day"),
-        dg.TableColumn(
-            "vol_moving_avg",
-            "DOUBLE",
-            description="mean of volume over the symbol's last 30 rows, this one included; "
-            "NULL for its first 29",
-        ),
-        dg.TableColumn(
-            "adj_close_rolling_med",
-            "DOUBLE",
-            description="median of adj_close over the same 30 rows; NULL for the first 29",
-        ),
-    ]
-)
 
 
 @dg.asset(

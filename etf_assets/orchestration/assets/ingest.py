@@ -13,6 +13,7 @@ from etf_assets.ingest.symbols_meta import read_symbols_meta, register_symbols_m
 from etf_assets.orchestration.metadata import query_markdown, table_metadata
 from etf_assets.orchestration.partitions import sync_symbol_partitions
 from etf_assets.orchestration.resources import EtfSettings
+from etf_assets.orchestration.schemas import PRICE_VOLUME_SCHEMA, SYMBOL_SCHEMA
 
 
 def _unpacked_dataset(settings: EtfSettings) -> Path:
@@ -24,6 +25,7 @@ def _unpacked_dataset(settings: EtfSettings) -> Path:
 
 @dg.asset(
     name=PRICE_VOLUME_TABLE,
+    metadata={"dagster/column_schema": PRICE_VOLUME_SCHEMA},
     deps=["raw_zip"],
     group_name="ingest",
     kinds={"duckdb", "parquet"},
@@ -68,6 +70,7 @@ def price_volume_table(
 
 @dg.asset(
     name=SYMBOL_TABLE,
+    metadata={"dagster/column_schema": SYMBOL_SCHEMA},
     deps=[PRICE_VOLUME_TABLE],
     group_name="ingest",
     kinds={"duckdb"},

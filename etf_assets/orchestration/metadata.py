@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping
 
 import dagster as dg
@@ -29,25 +31,26 @@ def table_metadata(
     }
 
 
-_BARS = "▁▂▃▄▅▆▇█"
+def volume_chart_markdown(symbol: str, rows: list[tuple]) -> str:
+    """Volume and its 30-row moving average over `rows` (date, volume, vol_moving_avg) as a PNG
+    in markdown: the UI's metadata dialog renders it as a picture."""
+    import matplotlib.dates as mdates  # matplotlib only where a chart is drawn
+    from matplotlib.figure import Figure
 
-
-def sparklines(series: dict[str, list[float | None]]) -> str:
-    """Unicode sparklines of several series on one shared scale, as a markdown code block."""
-    values = [v for line in series.values() for v in line if v is not None]
-    if not values:
-        return "_no values_"
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    width = max(len(name) for name in series)
-    lines = [
-        f"{name:<{width}}  "
-        + "".join(
-            " " if v is None else _BARS[int((v - low) / span * (len(_BARS) - 1))] for v in line
-        )
-        for name, line in series.items()
-    ]
-    return "```\n" + "\n".join(lines) + f"\n{'':<{width}}  scale {low:,.0f} .. {high:,.0f}\n```"
+    dates = [row[0] for row in rows]
+    figure = Figure(figsize=(7.5, 3.0), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    ax.bar(dates, [row[1] for row in rows], width=1.0, color="#9ab8d8", label="volume")
+    ax.plot(dates, [row[2] for row in rows], color="#d35400", linewidth=2, label="vol_moving_avg")
+    ax.set(title=f"{symbol}: volume and its 30-day moving average", ylabel="shares")
+    ax.yaxis.set_major_formatter(lambda value, _: f"{value:,.0f}")
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.legend(loc="upper left")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    caption = f"**{symbol}**, last {len(rows)} trading days"
+    return f"{caption}\n\n![{symbol} volume and moving average](data:image/png;base64,{encoded})"
 
 
 def add_partition_metadata(

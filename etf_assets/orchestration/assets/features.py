@@ -12,7 +12,11 @@ from pydantic import Field
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
 from etf_assets.features.compute import BATCH_ROWS, write_features
 from etf_assets.features.summary import SymbolSummary, symbol_summaries
-from etf_assets.orchestration.metadata import add_partition_metadata, query_markdown, sparklines
+from etf_assets.orchestration.metadata import (
+    add_partition_metadata,
+    query_markdown,
+    volume_chart_markdown,
+)
 from etf_assets.orchestration.partitions import symbols_partitions
 from etf_assets.orchestration.resources import EtfSettings
 from etf_assets.orchestration.schemas import FEATURES_SCHEMA
@@ -129,15 +133,14 @@ def _partition_metadata(summary: SymbolSummary) -> dict[str, object]:
     }
 
 
-def _volume_chart(con: duckdb.DuckDBPyConnection, symbol: str, days: int = 60) -> str:
-    """Volume against its moving average over the last `days` rows of `symbol`, as sparklines."""
+def _volume_chart(con: duckdb.DuckDBPyConnection, symbol: str, days: int = 120) -> str:
+    """Volume against its moving average over the last `days` rows of `symbol`."""
     rows = con.execute(
-        f"""SELECT symbol, volume, vol_moving_avg FROM (
+        f"""SELECT date, volume, vol_moving_avg FROM (
                 SELECT * FROM {FEATURES_TABLE} WHERE symbol = $symbol
                 ORDER BY date DESC LIMIT {int(days)}) ORDER BY date""",
         {"symbol": symbol},
     ).fetchall()
     if not rows:
         return "_no rows_"
-    chart = sparklines({"volume": [r[1] for r in rows], "vol_moving_avg": [r[2] for r in rows]})
-    return f"**{rows[0][0]}**, last {len(rows)} trading days\n\n{chart}"
+    return volume_chart_markdown(symbol, rows)

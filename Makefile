@@ -20,7 +20,7 @@ INSTANCE_DB := $(BIN)/python -m etf_assets.orchestration.instance_db
 WITH_INSTANCE_DB = DAGSTER_PG_URL="$$($(INSTANCE_DB) start --holder $$$$)" || exit 1; \
 	export DAGSTER_PG_URL; trap '$(INSTANCE_DB) stop --holder $$$$' EXIT;
 
-.PHONY: install run test dev mlflow-ui serve bench lint clean
+.PHONY: install run test dev mlflow-ui model-serve serve bench lint clean
 
 install: $(VENV)/.installed
 
@@ -47,7 +47,15 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 mlflow-ui: install
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --host $(HOST) --port 5000 \
-		--backend-store-uri "$$($(BIN)/python -m etf_assets.locations)"
+		--backend-store-uri "$$($(BIN)/python -m etf_assets.locations)" \
+		--default-artifact-root "$(ETF_DATA_DIR)/mlartifacts"
+
+# MLflow's own scoring server for the champion. `mlflow models serve` starts `uvicorn` by name,
+# so the virtualenv's bin must be on PATH.
+model-serve: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$$($(BIN)/python -m etf_assets.locations)" \
+		$(BIN)/mlflow models serve -m models:/etf_volume_model@champion --env-manager local \
+		--host $(HOST) --port 5001 --workers 1
 
 serve: install
 	$(BIN)/gunicorn --workers 2 --bind $(HOST):8000 --no-control-socket 'serving:create_app()'

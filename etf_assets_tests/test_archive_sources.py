@@ -1,10 +1,8 @@
 """raw_zip's sources and the safety of unpacking, with real zip files and a real instance.
-Only Kaggle's network call is stubbed."""
+The Kaggle source over HTTP is in test_kaggle_http.py."""
 
 from __future__ import annotations
 
-import io
-import os
 import zipfile
 from pathlib import Path
 
@@ -115,34 +113,6 @@ def test_kaggle_without_credentials_is_one_clear_error(
     with pytest.raises(KaggleError, match="KAGGLE_USERNAME and KAGGLE_KEY"):
         download_from_kaggle("jacksoncrow/stock-market-dataset", tmp_path / "raw")
     assert capfd.readouterr().out == ""
-
-
-def test_kaggle_source_downloads_through_the_kaggle_package(
-    excerpt_dir: Path, pipeline_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from kaggle.api.kaggle_api_extended import KaggleApi
-
-    monkeypatch.setenv("KAGGLE_USERNAME", "ci-user")
-    monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
-    fixture = zip_folder_plain(excerpt_dir, tmp_path / "fixture.zip")
-    calls = []
-
-    def fake_network(self, dataset, path=None, force=False, quiet=True, unzip=False, licenses=()):
-        calls.append(dataset)
-        Path(path, "stock-market-dataset.zip").write_bytes(fixture.read_bytes())
-
-    monkeypatch.setattr(KaggleApi, "dataset_download_files", fake_network)
-    assert resolve_kind("auto") == "kaggle"
-    pipeline = pipeline_factory("kaggle")
-    result = pipeline.ingest()
-    assert calls == ["jacksoncrow/stock-market-dataset"]
-    [raw] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_zip"]
-    ]
-    assert raw.materialization.metadata["source"].value == "kaggle"
-    assert pipeline.query("SELECT count(DISTINCT symbol) FROM price_volume_table") == [(5,)]
-    assert "not-a-real-key" not in io.StringIO(str(result.all_events)).getvalue()
-    assert os.environ["KAGGLE_KEY"] == "not-a-real-key"
 
 
 def test_escaping_archive_fails_at_raw_zip_and_keeps_warehouse(

@@ -21,11 +21,17 @@ from dagster_duckdb import DuckDBResource
 from mlflow import MlflowClient
 
 from etf_assets.constants import EXPERIMENT_NAME, FEATURE_COLUMNS, MODEL_ALIAS, MODEL_NAME
+from etf_assets.model.evaluation import Evaluation, TrainingResult
+from etf_assets.model.report import summarize_holdout
 from etf_assets.model.tracking import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     METRICS_LOG,
     PREDICTED_PLOT,
     RESIDUALS_PLOT,
     artifact_location,
+    experiment_url,
+    open_experiment,
     redact_uri,
     run_url,
 )
@@ -85,6 +91,7 @@ def test_materializations_succeed_and_link_the_run(trained: Trained) -> None:
         experiment_id = trained.client.get_run(run_id).info.experiment_id
         assert metadata["mlflow_run"] == (
             f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+            "?workflowType=machine_learning"
         )
         assert metadata["mlflow_tracking_uri"] == trained.tracking_uri
         assert metadata["model_version"] == version
@@ -109,10 +116,36 @@ def test_champion_loads_from_the_registry_and_predicts(trained: Trained, trackin
     truth = true_volume(frame[FEATURE_COLUMNS[0]].to_numpy(), frame[FEATURE_COLUMNS[1]].to_numpy())
     # The training volumes carry 1% noise: within 2%, or 2,000 shares for small volumes.
     np.testing.assert_allclose(model.predict(frame), truth, rtol=0.02, atol=2_000)
-    served = mlflow.pyfunc.load_model(CHAMPION)  # what a generic MLflow consumer gets
-    np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(frame))
-    inputs = served.metadata.get_input_schema().input_names()
+    inputs = mlflow.pyfunc.load_model(CHAMPION).metadata.get_input_schema().input_names()
     assert inputs == list(FEATURE_COLUMNS)
+
+
+def test_pyfunc_champion_takes_integer_and_float_columns(trained: Trained, tracking: None) -> None:
+    """What a generic MLflow consumer gets: `mlflow.pyfunc.load_model(...).predict(df)` on the
+    problem statement's example (whole numbers, so int64 columns) and on floats, in any column
+    order, predicting what the scikit-learn pipeline predicts for the same numbers."""
+    served = mlflow.pyfunc.load_model(CHAMPION)
+    pipeline = mlflow.sklearn.load_model(CHAMPION)
+    whole = pd.DataFrame(
+        {
+            FEATURE_COLUMNS[0]: [12345, 250_000, 3_000_000, 45_000_000],
+            FEATURE_COLUMNS[1]: [25, 7, 130, 61],
+        }
+    )
+    assert list(whole.dtypes) == [np.dtype("int64")] * 2
+    expected = pipeline.predict(whole.astype("float64"))
+    np.testing.assert_allclose(np.asarray(served.predict(whole)), expected, rtol=1e-12)
+
+    floats = whole.astype("float64") + 0.5
+    np.testing.assert_allclose(
+        np.asarray(served.predict(floats)), pipeline.predict(floats), rtol=1e-12
+    )
+    reordered = floats[list(reversed(FEATURE_COLUMNS))]
+    np.testing.assert_allclose(
+        np.asarray(served.predict(reordered)), pipeline.predict(floats), rtol=1e-12
+    )
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        served.predict(whole.astype({FEATURE_COLUMNS[0]: str}).replace({"12345": "lots"}))
 
 
 def test_run_holds_params_metrics_description_and_artifacts(trained: Trained) -> None:
@@ -137,6 +170,12 @@ def test_run_holds_params_metrics_description_and_artifacts(trained: Trained) ->
     assert {"load_seconds", "fit_evaluate_seconds"} <= set(metrics)
     description = run.data.tags["mlflow.note.content"]
     assert "leak" in description and f"{metrics['lagged_time_poly_r2']:.4f}" in description
+    # The data follow the model's polynomial: it wins, and the description says by how much.
+    lead = metrics["time_poly_r2"] - max(metrics["time_linear_r2"], metrics["time_moving_avg_r2"])
+    assert lead > 0.001
+    assert f"The polynomial has the best R^2, {lead:.4f} ahead of the next" in description
+    gain = metrics["time_poly_r2"] - metrics["time_moving_avg_r2"]
+    assert f"The polynomial beats the baseline on every measure (R^2 {gain:+.4f}" in description
     assert run.data.tags["dagster_run_id"] == trained.runs[1].run_id
 
     artifacts = {a.path for a in trained.client.list_artifacts(run.info.run_id)}
@@ -151,13 +190,51 @@ def test_run_holds_params_metrics_description_and_artifacts(trained: Trained) ->
     for line in lines:
         assert line["value"] == pytest.approx(metrics[line["name"]])
         assert line["run_id"] == run.info.run_id
+        # What differs from line to line first, what every line shares last: readable as text.
+        keys = list(line)
+        assert keys[:2] == ["name", "value"] and keys[-2:] == ["run_id", "logged_at"]
 
 
 def test_artifacts_live_next_to_the_store_not_in_the_working_directory(trained: Trained) -> None:
+    artifacts = (trained.data_dir / "mlartifacts").resolve()
     experiment = trained.client.get_experiment_by_name(EXPERIMENT_NAME)
-    assert experiment.artifact_location == (trained.data_dir / "mlartifacts").resolve().as_uri()
-    assert (trained.data_dir / "mlartifacts").is_dir()
+    assert experiment.artifact_location == artifacts.as_uri()
+    default = trained.client.get_experiment("0")  # the store's Default experiment
+    assert default.name == "Default"
+    assert default.artifact_location == (artifacts / "0").as_uri()
+    assert artifacts.is_dir()
     assert not Path("mlruns").exists() and not Path("mlartifacts").exists()
+
+
+def test_experiment_declares_itself_a_model_training_experiment(trained: Trained) -> None:
+    experiment = trained.client.get_experiment_by_name(EXPERIMENT_NAME)
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
+def test_an_experiment_from_before_gets_the_tag(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    created = client.create_experiment(EXPERIMENT_NAME)  # as earlier versions created it
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(created).tags
+    assert open_experiment(uri) == created
+    assert client.get_experiment(created).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+
+
+def test_registered_model_says_what_it_predicts_and_where_its_metrics_are(
+    trained: Trained,
+) -> None:
+    description = trained.client.get_registered_model(MODEL_NAME).description
+    experiment_id = trained.client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id
+    for words in (
+        "Predicts a day's trading **volume**",
+        "`vol_moving_avg`",
+        "`adj_close_rolling_med`",
+        f"`models:/{MODEL_NAME}@{MODEL_ALIAS}`",
+        f"experiment `{EXPERIMENT_NAME}`, id {experiment_id}",
+        "`metrics.jsonl`",
+        "integers or floats",
+    ):
+        assert words in description, words
 
 
 def test_second_training_moves_the_alias_to_the_new_version(trained: Trained) -> None:
@@ -186,10 +263,13 @@ def test_store_locations_run_links_and_redaction() -> None:
     assert artifact_location("http://tracking:5000") is None
     assert artifact_location("databricks") is None
     assert run_url("sqlite:////d/mlflow.db", "3", "abc") == (
-        "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     )
     assert run_url("https://mlflow.example.com/", "3", "abc") == (
-        "https://mlflow.example.com/#/experiments/3/runs/abc"
+        "https://mlflow.example.com/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+    assert experiment_url("sqlite:////d/mlflow.db", "3") == (
+        "http://127.0.0.1:5000/#/experiments/3?workflowType=machine_learning"
     )
 
 
@@ -215,3 +295,57 @@ def test_a_store_that_cannot_be_opened_fails_before_the_warehouse_is_read(tmp_pa
     with pytest.raises(OSError):
         train_and_register(warehouse, f"sqlite:///{tmp_path}/a_file/mlflow.db")
     assert warehouse.opened == 0
+
+
+def holdout_result(scores: dict[str, tuple[float, float, float]]) -> TrainingResult:
+    """A training result whose time-holdout scores are `model -> (R^2, MAE, RMSE)`, for both
+    feature sets (only the metrics are read)."""
+    evaluations = [
+        Evaluation(features, "time", model, 800, 200, {"r2": r2, "mae": mae, "rmse": rmse})
+        for features in ("same_day", "lagged")
+        for model, (r2, mae, rmse) in scores.items()
+    ]
+    return TrainingResult(None, evaluations, {}, np.array([]), np.array([]), pd.DataFrame())
+
+
+def test_the_summary_says_when_the_baseline_is_as_good() -> None:
+    """The full-scale case: the same R^2 to four decimals, the baseline's MAE the lowest."""
+    result = holdout_result(
+        {
+            "poly": (0.69583, 2_000_000.0, 4_000_000.0),
+            "linear": (0.69581, 2_010_000.0, 4_000_100.0),
+            "moving_avg": (0.69577, 1_700_000.0, 4_000_400.0),
+        }
+    )
+    text = summarize_holdout(result)
+    assert text.startswith(
+        "All three score nearly the same R^2 (the polynomial 0.6958, the plain linear model "
+        "0.6958 and the moving-average baseline 0.6958)"
+    )
+    margin = 1 - 1_700_000 / 2_000_000
+    assert f"The moving-average baseline has the lowest MAE, {margin:.1%} below the polynomial" in (
+        text
+    )
+    assert "By RMSE they are about level" in text
+    mae_change = 2_000_000 / 1_700_000 - 1
+    assert (
+        "The polynomial does not beat the baseline: level on R^2 and RMSE, worse on MAE "
+        f"(R^2 +0.0001, MAE {mae_change:+.1%}, RMSE -0.0%" in text
+    )
+
+
+def test_the_summary_names_the_winner_and_its_lead() -> None:
+    result = holdout_result(
+        {
+            "poly": (0.80, 900.0, 2_000.0),
+            "linear": (0.75, 1_000.0, 2_100.0),
+            "moving_avg": (0.70, 800.0, 2_500.0),
+        }
+    )
+    text = summarize_holdout(result, "lagged")
+    assert "The polynomial has the best R^2, 0.0500 ahead of the next (the polynomial 0.8000" in (
+        text
+    )
+    assert "The moving-average baseline has the lowest MAE, 11.1% below the polynomial" in text
+    assert "The polynomial has the lowest RMSE, 4.8% below the plain linear model" in text
+    assert "The measures disagree: the polynomial is better on R^2 and RMSE, worse on MAE" in text

@@ -25,9 +25,26 @@ import pyarrow as pa
 
 from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, WINDOW_ROWS
 from etf_assets.features import sql
-from etf_assets.storage.parquet_stage import SymbolReplacement, copy_stage_rows
+from etf_assets.storage.disk_space import (
+    FEATURES_STAGE_BYTES_PER_ROW,
+    FEATURES_TABLE_BYTES_PER_ROW,
+    SpaceNeed,
+    require_space,
+)
+from etf_assets.storage.parquet_stage import (
+    SymbolReplacement,
+    copy_stage_rows,
+    largest_files_bytes,
+    remove_pending_files,
+)
 from etf_assets.storage.session_settings import rows_in_any_order
 from etf_assets.storage.stored_order import symbol_date_order
+from etf_assets.storage.warehouse_space import (
+    CommittedButNotCheckpointedError,
+    commit_or_explain,
+    database_path,
+    reusable_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +196,88 @@ def _write_stage_file(batch: FeatureBatch, path: Path) -> None:
         )
 
 
+def _space_needs(
+    con: duckdb.DuckDBPyConnection, stale_rows: int, stage_dir: Path
+) -> list[SpaceNeed]:
+    """What replacing the stale symbols' rows adds to the disk, from counts the run has anyway.
+
+    The new rows go into new blocks of the warehouse (free blocks first), since the deleted ones
+    are freed only once the transaction commits; stage 2 gets a new file per batch, and each old
+    file that also holds symbols that are not recomputed is rewritten without the replaced rows
+    (at most one file per replaced symbol that already had features).
+    """
+    database = database_path(con)
+    if database is None:
+        return []
+    replaced, kept = con.execute(
+        """SELECT count(*) FILTER (WHERE symbol IN (SELECT symbol FROM stale_symbols)),
+                  count(*) FILTER (WHERE symbol NOT IN (SELECT symbol FROM stale_symbols))
+           FROM features_state"""
+    ).fetchone()
+    rewritten = largest_files_bytes(stage_dir, replaced) if kept else 0
+    return [
+        SpaceNeed(
+            database.parent,
+            stale_rows * FEATURES_TABLE_BYTES_PER_ROW - reusable_bytes(con),
+            f"{FEATURES_TABLE} in {database.name}",
+        ),
+        SpaceNeed(
+            stage_dir, stale_rows * FEATURES_STAGE_BYTES_PER_ROW + rewritten, "Parquet stage 2"
+        ),
+    ]
+
+
+def _plan(
+    con: duckdb.DuckDBPyConnection,
+    symbols: list[str],
+    stage_dir: Path,
+    method: str,
+    kernel_min_rows: int,
+    batch_rows: int,
+) -> tuple[int, int, str, list[dict[str, str | None]]]:
+    """Find the stale symbols, check the disk has room for their rows, choose the method and
+    the batches; return (stale symbols, their rows, method, batches)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE requested_symbols AS "
+        "SELECT unnest($symbols::VARCHAR[]) AS symbol",
+        {"symbols": symbols},
+    )
+    con.execute(sql.load("find_stale_symbols"), {"features_version": FEATURES_VERSION})
+    several = con.execute(
+        "SELECT symbol FROM stale_symbols WHERE security_names > 1 ORDER BY symbol LIMIT 5"
+    ).fetchall()
+    if several:
+        raise SecurityNameError(
+            "price_volume_table holds several security names for symbol(s) "
+            f"{', '.join(row[0] for row in several)}; features need one per symbol"
+        )
+    stale, stale_rows = con.execute("SELECT count(*), sum(rows) FROM stale_symbols").fetchone()
+    stale_rows = stale_rows or 0
+    # Symbols dropped from the archive keep their features rows until a run removes them; only
+    # symbols outside the run can be such, so a run over every symbol looks no further.
+    outside = con.execute(
+        """SELECT count(*) FROM features_state WHERE content_hash IS NOT NULL
+           AND symbol NOT IN (SELECT symbol FROM requested_symbols)"""
+    ).fetchone()[0]
+    if outside and (orphans := con.execute(sql.load("add_orphan_symbols")).fetchone()[0]):
+        log.info("removing the features of %d symbols that have no price rows any more", orphans)
+    # Holding the warehouse's write lock, no other run is replacing stage files: pending files
+    # there were left by a killed run.
+    remove_pending_files(stage_dir)
+    require_space(_space_needs(con, stale_rows, stage_dir))
+    if method == "auto":
+        method = "kernel" if stale_rows >= kernel_min_rows else "sql"
+    batches = _batches(con, batch_rows)
+    log.info(
+        "%d of %d symbols changed since their features were computed: %s rows in %d batches",
+        stale,
+        len(symbols),
+        f"{stale_rows:,}",
+        len(batches),
+    )
+    return stale, stale_rows, method, batches
+
+
 def write_features(
     con: duckdb.DuckDBPyConnection,
     symbols: list[str],
@@ -193,6 +292,9 @@ def write_features(
     Only symbols whose prices changed since their features were computed are recomputed; their
     rows are replaced, every other symbol's rows stay as they are. Batches of symbols bound the
     memory; each batch's stage file is written while the next batch is computed and inserted.
+    Refuses before writing when the disk lacks room for the new rows (estimated from their
+    count). The table changes in one transaction and the stage's files are swapped in only once
+    it committed, so a failure leaves both as they were.
 
     Args:
         method: "sql", "kernel", or "auto": the kernel when at least `kernel_min_rows` rows are
@@ -202,51 +304,64 @@ def write_features(
     """
     start = time.perf_counter()
     con.execute(sql.load("create_features_table"))
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE requested_symbols AS "
-        "SELECT unnest($symbols::VARCHAR[]) AS symbol",
-        {"symbols": symbols},
-    )
     con.execute(sql.load("create_features_state"))
-    con.execute(sql.load("find_stale_symbols"), {"features_version": FEATURES_VERSION})
-    several = con.execute(
-        "SELECT symbol FROM stale_symbols WHERE security_names > 1 ORDER BY symbol LIMIT 5"
-    ).fetchall()
-    if several:
-        raise SecurityNameError(
-            "price_volume_table holds several security names for symbol(s) "
-            f"{', '.join(row[0] for row in several)}; features need one per symbol"
-        )
-    stale, stale_rows = con.execute("SELECT count(*), sum(rows) FROM stale_symbols").fetchone()
-    stale_rows = stale_rows or 0
-    if method == "auto":
-        method = "kernel" if stale_rows >= kernel_min_rows else "sql"
-    batches = _batches(con, batch_rows)
-    log.info(
-        "%d of %d symbols changed since their features were computed: %s rows in %d batches",
-        stale,
-        len(symbols),
-        f"{stale_rows:,}",
-        len(batches),
-    )
-    rows = with_features = 0
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)"
-        )
-        with (
-            rows_in_any_order(con),
-            SymbolReplacement(con, stage_dir, "stale_symbols") as stage,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as computer,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-2") as writer,
-        ):
-            # Three steps overlap: batch n+1 is computed (on a cursor of its own) while batch n
-            # is inserted and batch n-1 is written to the stage.
-            reader = con.cursor()
-            if batches:
-                computed = computer.submit(compute_features, reader, batches[0], method)
-            stage_write: Future | None = None
+        with SymbolReplacement(con, stage_dir, "stale_symbols") as stage:
+            stale, stale_rows, method, batches = _plan(
+                con, symbols, stage_dir, method, kernel_min_rows, batch_rows
+            )
+            con.execute(
+                f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)"
+            )
+            rows, with_features = _insert_and_stage(con, batches, method, stale_rows, stage)
+            stage.prepare()
+            con.execute(sql.load("record_features_state"), {"features_version": FEATURES_VERSION})
+            try:
+                commit_or_explain(con, "the new features_table rows")
+            except CommittedButNotCheckpointedError:
+                stage.publish()  # the table holds the new rows: so must the stage
+                raise
+            stage.publish()
+    except CommittedButNotCheckpointedError:
+        raise
+    except BaseException:
+        with suppress(duckdb.Error):  # the database may have failed (a full disk)
+            con.execute("ROLLBACK")
+        raise
+    seconds = time.perf_counter() - start
+    log.info(
+        "features of %d symbols, %d rows in %.1f s (%.0f rows/s, %s)",
+        stale,
+        rows,
+        seconds,
+        rows / seconds if seconds else 0,
+        method,
+    )
+    return FeaturesReport(len(symbols), stale, rows, with_features, method, seconds)
+
+
+def _insert_and_stage(
+    con: duckdb.DuckDBPyConnection,
+    batches: list[dict[str, str | None]],
+    method: str,
+    stale_rows: int,
+    stage: SymbolReplacement,
+) -> tuple[int, int]:
+    """Compute, insert and stage every batch; return the rows and the rows with features."""
+    rows = with_features = 0
+    with (
+        rows_in_any_order(con),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as computer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-2") as writer,
+        con.cursor() as reader,
+    ):
+        # Three steps overlap: batch n+1 is computed (on a cursor of its own) while batch n is
+        # inserted and batch n-1 is written to the stage.
+        if batches:
+            computed = computer.submit(compute_features, reader, batches[0], method)
+        stage_write: Future | None = None
+        try:
             for number in range(1, len(batches) + 1):
                 batch = computed.result()
                 if number < len(batches):
@@ -267,20 +382,14 @@ def write_features(
                 )
             if stage_write is not None:
                 stage_write.result()
-            reader.close()
-            stage.apply()
-        con.execute(sql.load("record_features_state"), {"features_version": FEATURES_VERSION})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    seconds = time.perf_counter() - start
-    log.info(
-        "features of %d symbols, %d rows in %.1f s (%.0f rows/s, %s)",
-        stale,
-        rows,
-        seconds,
-        rows / seconds if seconds else 0,
-        method,
-    )
-    return FeaturesReport(len(symbols), stale, rows, with_features, method, seconds)
+        except BaseException:
+            # Before the cursor closes: a computation still running on it must end first.
+            if batches:
+                computed.cancel()
+                with suppress(BaseException):
+                    computed.result()
+            if stage_write is not None:
+                with suppress(BaseException):
+                    stage_write.result()
+            raise
+    return rows, with_features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import stat
 import zipfile
@@ -17,7 +18,10 @@ from etf_assets.constants import (
     META_FILE,
     PRICE_DIRS,
 )
-from etf_assets.storage.atomic_dir import new_pending, publish
+from etf_assets.storage.atomic_dir import exclusive, new_pending, publish, remove_leftovers
+from etf_assets.storage.disk_space import SpaceNeed, file_bytes_on_disk, human, require_space
+
+log = logging.getLogger(__name__)
 
 # Tiny archives legitimately unpack to many times their size (a few header-only files).
 _RATIO_ALLOWANCE_BYTES = 10 * 1024**2
@@ -79,29 +83,53 @@ def _extract_members(archive: Path, members: list[zipfile.ZipInfo], target: Path
                 shutil.copyfileobj(src, dst, 1 << 20)
 
 
+def unpacked_bytes(members: list[zipfile.ZipInfo]) -> int:
+    """What the members take on disk once unpacked, from the zip's directory alone."""
+    return file_bytes_on_disk(info.file_size for info in members)
+
+
+def folder_bytes(folder: Path) -> int:
+    """What the files under `folder` take on disk (0 when it does not exist)."""
+    if not folder.is_dir():
+        return 0
+    return file_bytes_on_disk(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def safe_extract(
     archive: Path, target: Path, validate: Callable[[Path], object] | None = None
 ) -> None:
     """Unpack `archive` into `target`, replacing it only once everything unpacked cleanly and
-    `validate(unpacked folder)` raised nothing."""
+    `validate(unpacked folder)` raised nothing.
+
+    Refuses before writing when the disk lacks room for the unpacked files (the old `target` is
+    removed only after the swap). Whatever fails, what was unpacked is removed; so is what runs
+    killed half-way left.
+    """
     members = check_archive(archive)
-    pending = new_pending(target)
-    try:
-        chunks = [members[i::_EXTRACT_THREADS] for i in range(_EXTRACT_THREADS)]
-        with ThreadPoolExecutor(_EXTRACT_THREADS) as pool:
-            for done in [
-                pool.submit(_extract_members, archive, chunk, pending) for chunk in chunks
-            ]:
-                done.result()
-        if validate is not None:
-            validate(pending)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        shutil.rmtree(pending, ignore_errors=True)
-        raise ArchiveError(f"{archive} is corrupt: {exc}") from exc
-    except BaseException:
-        shutil.rmtree(pending, ignore_errors=True)
-        raise
-    publish(pending, target)
+    with exclusive(target):
+        remove_leftovers(target)
+        needed = unpacked_bytes(members)
+        require_space([SpaceNeed(target.parent, needed, f"unpacking {archive.name}")])
+        log.info(
+            "unpacking %d files (%s) of %s into %s", len(members), human(needed), archive, target
+        )
+        pending = new_pending(target)
+        try:
+            chunks = [members[i::_EXTRACT_THREADS] for i in range(_EXTRACT_THREADS)]
+            with ThreadPoolExecutor(_EXTRACT_THREADS) as pool:
+                for done in [
+                    pool.submit(_extract_members, archive, chunk, pending) for chunk in chunks
+                ]:
+                    done.result()
+            if validate is not None:
+                validate(pending)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            shutil.rmtree(pending, ignore_errors=True)
+            raise ArchiveError(f"{archive} is corrupt: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(pending, ignore_errors=True)
+            raise
+        publish(pending, target)
 
 
 def find_dataset_root(folder: Path) -> Path:

@@ -28,9 +28,21 @@ from etf_assets.ingest.symbols_meta import (
     register_symbols_meta,
 )
 from etf_assets.storage import parquet_stage
-from etf_assets.storage.atomic_dir import publish
+from etf_assets.storage.atomic_dir import publish, remove_leftovers
+from etf_assets.storage.disk_space import (
+    PRICES_STAGE_BYTES_PER_CSV_BYTE,
+    PRICES_TABLE_BYTES_PER_CSV_BYTE,
+    SpaceNeed,
+    require_space,
+)
 from etf_assets.storage.progress import logged_progress
 from etf_assets.storage.stored_order import files_with_unordered_dates
+from etf_assets.storage.warehouse_space import (
+    CommittedButNotCheckpointedError,
+    commit_or_explain,
+    database_path,
+    reusable_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +55,7 @@ class PriceFile:
     symbol: str  # the file name without its final ".csv"
     archive_path: str  # e.g. "stocks/LGF.B.csv"
     path: str
+    size: int = 0  # bytes
 
 
 @dataclass
@@ -96,7 +109,7 @@ def list_price_files(root: Path) -> tuple[list[PriceFile], list[Rejected]]:
                 rejected.append(Rejected(archive_path, None, problem))
             else:
                 first_seen[symbol] = archive_path
-                files.append(PriceFile(symbol, archive_path, str(path)))
+                files.append(PriceFile(symbol, archive_path, str(path), path.stat().st_size))
     return files, rejected
 
 
@@ -132,18 +145,44 @@ def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
     return con.execute(query).fetchone()[0]
 
 
+def load_space_needs(
+    csv_bytes: int, database: Path, stage_dir: Path, reusable: int = 0
+) -> list[SpaceNeed]:
+    """What loading `csv_bytes` of price files adds to the disk: the new table in the warehouse
+    file (less the `reusable` bytes of free blocks it holds) and the new Parquet stage 1 (the old
+    table and stage are freed only once the new ones are in)."""
+    table = int(csv_bytes * PRICES_TABLE_BYTES_PER_CSV_BYTE) - reusable
+    stage = int(csv_bytes * PRICES_STAGE_BYTES_PER_CSV_BYTE)
+    return [
+        SpaceNeed(database.parent, table, f"{PRICE_VOLUME_TABLE} in {database.name}"),
+        SpaceNeed(stage_dir.parent, stage, "Parquet stage 1"),
+    ]
+
+
 def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> LoadReport:
     """Replace `price_volume_table` and `rejected_rows` from the unpacked archive at `root`.
 
-    The fast scan's rows are committed to the load table first: DuckDB then keeps the blocks it
-    wrote while scanning, where deleting irregular files' rows in the same transaction would
-    make the commit write every row again. The fixes, the swap of the load
+    Refuses before writing when the disk lacks room for the new table and stage (estimated from
+    the CSV bytes). The fast scan's rows are committed to the load table first: DuckDB then keeps
+    the blocks it wrote while scanning, where deleting irregular files' rows in the same
+    transaction would make the commit write every row again. The fixes, the swap of the load
     table into `price_volume_table` and `rejected_rows` are one second transaction, and the
     Parquet stage is swapped in after it, so a failure at any point leaves the previous tables
-    and stage as they were.
+    and stage as they were; the load table it may leave committed is dropped here when possible,
+    else by `warehouse_space.reclaim_warehouse` or the next load. If the commit is durable but
+    DuckDB fails to checkpoint it (a full disk), the new stage is swapped in too and
+    CommittedButNotCheckpointedError says so.
     """
     meta = read_symbols_meta(root / META_FILE)
     files, early_rejects = list_price_files(root)
+    # Holding the warehouse's write lock, no other load is writing a stage beside ours: what is
+    # there was left by a killed run, like a load table.
+    remove_leftovers(stage_dir)
+    _drop_load_table(con)
+    database = database_path(con)
+    if database is not None:
+        csv_bytes = sum(f.size for f in files)
+        require_space(load_space_needs(csv_bytes, database, stage_dir, reusable_bytes(con)))
     log.info("reading %d price files under %s", len(files), root)
     _register_inputs(con, files, meta, meta.rejected + early_rejects)
     con.execute(sql.load("create_temp_macros"))
@@ -157,21 +196,41 @@ def load_prices(con: duckdb.DuckDBPyConnection, root: Path, stage_dir: Path) -> 
         con.execute("BEGIN TRANSACTION")
         irregular_rows = _reload_irregular_files(con)
         con.execute(sql.load("create_rejected_rows"))
+        log.info("writing Parquet stage 1 beside %s", stage_dir)
         pending = parquet_stage.write_pending(con, LOAD_TABLE, "price_files", "file_id", stage_dir)
         con.execute(f"ALTER TABLE {LOAD_TABLE} DROP COLUMN file_id")
         con.execute(f"DROP TABLE IF EXISTS {PRICE_VOLUME_TABLE}")
         con.execute(f"ALTER TABLE {LOAD_TABLE} RENAME TO {PRICE_VOLUME_TABLE}")
         report = _report(con, len(files) + len(early_rejects), scanned - irregular_rows, meta)
-        con.execute("COMMIT")
+        commit_or_explain(con, "the new price_volume_table and rejected_rows")
+    except CommittedButNotCheckpointedError:
+        publish(pending, stage_dir)  # the tables are the new ones: so must the stage be
+        raise
     except BaseException:
-        with contextlib.suppress(duckdb.TransactionException):  # none may be open
-            con.execute("ROLLBACK")
-        con.execute(f"DROP TABLE IF EXISTS {LOAD_TABLE}")
+        # The pending stage goes first: on a full disk, it is the room the rollback's log needs.
         if pending is not None:
             shutil.rmtree(pending, ignore_errors=True)
+        with contextlib.suppress(duckdb.Error):  # none may be open, or the database failed
+            con.execute("ROLLBACK")
+        _drop_load_table(con)
         raise
     publish(pending, stage_dir)
     return report
+
+
+def _drop_load_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the load table a failed or killed load left committed, and free its blocks for reuse
+    (a checkpoint does); never raises, so that it cannot hide the error being handled."""
+    try:
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = $name AND NOT temporary",
+            {"name": LOAD_TABLE},
+        ).fetchone()[0]
+        if exists:
+            con.execute(f"DROP TABLE {LOAD_TABLE}")
+            con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        log.warning("could not drop %s now (%s); the next load drops it", LOAD_TABLE, exc)
 
 
 def _scan(con: duckdb.DuckDBPyConnection, files: list[PriceFile]) -> int:

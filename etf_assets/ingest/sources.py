@@ -212,9 +212,20 @@ def fetch_dataset(
                 f"ETF_SOURCE={source!r} is neither an existing file or folder "
                 f"nor one of {', '.join(SOURCE_KINDS)}"
             )
-        safe_extract(given, unpacked, validate_dataset)
-        if given.resolve() != archive.resolve():
-            shutil.copyfile(given, archive)
+        if given.resolve() == archive.resolve():
+            safe_extract(given, unpacked, validate_dataset)
+        else:
+            # Copied under a temporary name first: a copy that fails (a full disk) leaves neither
+            # a truncated archive nor a new unpacked folder, and the old ones stay.
+            copy = raw_dir / f".{ARCHIVE_NAME}.partial"
+            copy.unlink(missing_ok=True)
+            try:
+                shutil.copyfile(given, copy)
+                safe_extract(given, unpacked, validate_dataset)
+            except BaseException:
+                copy.unlink(missing_ok=True)
+                raise
+            copy.replace(archive)
         return FetchedDataset(kind, source, find_dataset_root(unpacked), archive)
     if kind == "kaggle":
         log.info("downloading %s from Kaggle", KAGGLE_DATASET)

@@ -57,7 +57,7 @@ def start(holder: int | None = None, *, home: Path | None = None, database: str 
     `$DAGSTER_HOME`) holds the server's files, and `database` is created on the server if missing.
     """
     if url := os.environ.get(PG_URL_ENV):
-        _check_reachable(url)
+        check_reachable(url)
         return _for_dagster(url)
     pgdata = pgdata_dir(home)
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def start(holder: int | None = None, *, home: Path | None = None, database: str 
         if holder is not None:
             holders.add(holder)
     url = server.get_uri(database)
-    _check_reachable(url)
+    check_reachable(url)
     return _for_dagster(url)
 
 
@@ -176,23 +176,26 @@ def _forget_dead_server(pgdata: Path) -> None:
         pid_file.unlink()
 
 
-def _connect(url: str):  # noqa: ANN202
+def _connect(url: str, timeout: float = CONNECT_TIMEOUT_SECONDS):  # noqa: ANN202
     import psycopg2
 
-    return psycopg2.connect(_libpq(url), connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    return psycopg2.connect(_libpq(url), connect_timeout=max(int(timeout), 1))
 
 
-def _check_reachable(url: str) -> None:
-    deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
+def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Connect to `url` (tried again for up to `timeout` seconds), or raise
+    InstanceDatabaseError saying in one line that it cannot be reached, and why."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            _connect(url).close()
+            _connect(url, timeout).close()
             return
         except Exception as exc:  # psycopg2.OperationalError, or a malformed URL
             if time.monotonic() >= deadline:
+                reason = " ".join(str(exc).split()) or type(exc).__name__
                 raise InstanceDatabaseError(
-                    f"The Dagster instance's Postgres at {_redacted(url)} cannot be reached: "
-                    f"{str(exc).strip()}"
+                    f"The Dagster instance's Postgres at {redacted(url)} cannot be reached: "
+                    f"{reason}"
                 ) from exc
             time.sleep(0.5)
 
@@ -224,7 +227,7 @@ def _libpq(url: str) -> str:
     return f"{scheme.split('+', 1)[0]}{sep}{rest}"
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password, for messages."""
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")

@@ -71,9 +71,10 @@ def copy_stage_rows(
 class SymbolReplacement:
     """Replace the stage rows of the symbols listed in a table by new files, all at once.
 
-    Callers write the new rows to paths from `new_file`; `apply` then drops those symbols' older
-    rows (removing files that hold nothing else, rewriting the others) and renames the new files
-    in. Leaving the `with` block by an exception discards the new files.
+    Callers write the new rows to paths from `new_file`; `prepare` then writes what must be
+    rewritten (files that also hold other symbols' rows, without the replaced rows), which is the
+    last step that needs disk space, and `publish` swaps everything in by renames and removals.
+    Leaving the `with` block by an exception before `publish` discards every new file.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, stage_dir: Path, symbols_table: str):
@@ -81,14 +82,20 @@ class SymbolReplacement:
         self._stage_dir = stage_dir
         self._symbols_table = symbols_table  # a fixed name, never input
         self._new_files: list[Path] = []
+        self._moves: list[tuple[Path, Path | None]] = []
 
     def __enter__(self) -> SymbolReplacement:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is not None:
-            for path in self._new_files:
-                path.unlink(missing_ok=True)
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove every file written for the replacement; the stage stays as it was."""
+        for path in [*self._new_files, *(kept for _, kept in self._moves if kept is not None)]:
+            path.unlink(missing_ok=True)
+        self._new_files, self._moves = [], []
 
     def new_file(self) -> Path:
         """A pending path for one more file of new rows."""
@@ -97,28 +104,31 @@ class SymbolReplacement:
         self._new_files.append(path)
         return path
 
-    def apply(self) -> None:
-        moves: list[tuple[Path, Path | None]] = []
+    def prepare(self) -> None:
+        """Write the rewritten files beside the ones they replace; nothing is swapped yet."""
         for old, rows_kept in self._files_with_replaced_rows():
             if rows_kept == 0:
-                moves.append((old, None))
+                self._moves.append((old, None))
                 continue
             kept = old.with_name(old.name + ".pending")
+            self._moves.append((old, kept))
             copy_to_parquet(
                 self._con,
                 f"""SELECT * FROM read_parquet({quote_path(old)})
                     WHERE "Symbol" NOT IN (SELECT symbol FROM {self._symbols_table})""",
                 kept,
             )
-            moves.append((old, kept))
-        for old, kept in moves:
+
+    def publish(self) -> None:
+        """Swap the prepared files in: renames and removals, which need no disk space."""
+        for old, kept in self._moves:
             if kept is None:
                 old.unlink()
             else:
                 kept.replace(old)
         for new in self._new_files:
             new.replace(new.with_suffix(""))  # drops ".pending"
-        self._new_files = []
+        self._new_files, self._moves = [], []
 
     def _files_with_replaced_rows(self) -> list[tuple[Path, int]]:
         """The live files holding rows of the symbols, with how many rows of others they hold."""
@@ -132,3 +142,19 @@ class SymbolReplacement:
                 {"files": existing},
             ).fetchall()
         ]
+
+
+def remove_pending_files(stage_dir: Path) -> None:
+    """Remove the pending files that a replacement killed half-way left in `stage_dir`.
+
+    Only while no replacement is running (the features step holds the warehouse's write lock
+    while it writes stage 2): readers of `*.parquet` never see them, but they take disk space.
+    """
+    for path in stage_dir.glob("*.pending"):
+        path.unlink(missing_ok=True)
+
+
+def largest_files_bytes(stage_dir: Path, count: int) -> int:
+    """The bytes of the `count` largest Parquet files of `stage_dir`."""
+    sizes = sorted((p.stat().st_size for p in stage_dir.glob("*.parquet")), reverse=True)
+    return sum(sizes[:count])

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import warnings
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -12,6 +13,7 @@ from pydantic import Field
 from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE, SYMBOL_TABLE
 from etf_assets.features.compute import BATCH_ROWS, write_features
 from etf_assets.features.summary import SymbolSummary, symbol_summaries
+from etf_assets.orchestration.disk_guard import failing_clearly_on_full_disk
 from etf_assets.orchestration.metadata import (
     add_partition_metadata,
     query_markdown,
@@ -64,11 +66,21 @@ def features_table(
     One partition per symbol; a backfill of many symbols is one run. Writing partitions replaces
     exactly those symbols' rows here and in Parquet stage 2 (`$ETF_DATA_DIR/parquet/features/`);
     a symbol whose prices have not changed since its features were computed (same content hash)
-    is not recomputed.
+    is not recomputed. Refuses to start when the disk lacks room for the new rows; if the disk
+    fills anyway, the table and stage stay as they were and what the run wrote is removed.
     """
     symbols = list(context.partition_keys)
     context.log.info(f"computing features of {len(symbols)} symbols")
-    with warehouse.get_connection() as con:
+    database = Path(warehouse.database)
+    with (
+        failing_clearly_on_full_disk(
+            "computing features_table and Parquet stage 2",
+            [database.parent, settings.features_stage],
+            "features_table and Parquet stage 2 are as they were",
+            warehouse=database,
+        ),
+        warehouse.get_connection() as con,
+    ):
         report = write_features(
             con,
             symbols,

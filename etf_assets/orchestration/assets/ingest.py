@@ -7,9 +7,10 @@ from dagster_duckdb import DuckDBResource
 
 from etf_assets.constants import META_FILE, PRICE_VOLUME_TABLE, REJECTED_ROWS_TABLE, SYMBOL_TABLE
 from etf_assets.ingest import sql
-from etf_assets.ingest.load_prices import load_prices
+from etf_assets.ingest.load_prices import LOAD_TABLE, load_prices
 from etf_assets.ingest.manifest import MissingDatasetError, dataset_root
 from etf_assets.ingest.symbols_meta import read_symbols_meta, register_symbols_meta
+from etf_assets.orchestration.disk_guard import failing_clearly_on_full_disk
 from etf_assets.orchestration.metadata import query_markdown, table_metadata
 from etf_assets.orchestration.partitions import sync_symbol_partitions
 from etf_assets.orchestration.resources import EtfSettings
@@ -37,15 +38,25 @@ def price_volume_table(
 
     Rows that break the schema go to the `rejected_rows` table with file, line and reason; rows
     with a date and no values are skipped and counted. Also written as Parquet stage 1
-    (`$ETF_DATA_DIR/parquet/prices/`) with the problem statement's column names.
+    (`$ETF_DATA_DIR/parquet/prices/`) with the problem statement's column names. Refuses to
+    start when the disk lacks room for the new table and stage; if the disk fills anyway, the
+    previous tables and stage stay and what the load wrote is removed.
     """
     root = _unpacked_dataset(settings)
-    with warehouse.get_connection() as con:
-        report = load_prices(con, root, settings.prices_stage)
-        rejected_preview = query_markdown(
-            con, f"SELECT * FROM {REJECTED_ROWS_TABLE} ORDER BY file, line_number LIMIT 20"
-        )
-        metadata = table_metadata(con, PRICE_VOLUME_TABLE)
+    database = Path(warehouse.database)
+    with failing_clearly_on_full_disk(
+        "loading price_volume_table and Parquet stage 1",
+        [database.parent, settings.prices_stage],
+        "price_volume_table, rejected_rows and Parquet stage 1 are as they were",
+        warehouse=database,
+        leftover_tables=[LOAD_TABLE],
+    ):
+        with warehouse.get_connection() as con:
+            report = load_prices(con, root, settings.prices_stage)
+            rejected_preview = query_markdown(
+                con, f"SELECT * FROM {REJECTED_ROWS_TABLE} ORDER BY file, line_number LIMIT 20"
+            )
+            metadata = table_metadata(con, PRICE_VOLUME_TABLE)
     context.log.info(
         f"loaded {report.rows_loaded:,} rows of {report.symbols_with_rows:,} symbols; "
         f"rejected {report.rows_rejected:,} rows and {report.files_rejected:,} files; "
@@ -84,7 +95,16 @@ def symbol_table(
     Registers the `symbols` partitions of `features_table`: one key per symbol that has rows.
     """
     meta = read_symbols_meta(_unpacked_dataset(settings) / META_FILE)
-    with warehouse.get_connection() as con:
+    database = Path(warehouse.database)
+    with (
+        failing_clearly_on_full_disk(
+            "writing symbol_table",
+            [database.parent],
+            "symbol_table is as it was",
+            warehouse=database,
+        ),
+        warehouse.get_connection() as con,
+    ):
         register_symbols_meta(con, meta)
         con.execute(sql.load("create_symbol_table"))
         symbols = {

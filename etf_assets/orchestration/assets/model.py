@@ -5,6 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from etf_assets.constants import FEATURES_TABLE, MODEL_ALIAS, MODEL_NAME, POLY_MODEL
 from etf_assets.orchestration.checks import failed_blocking_checks
+from etf_assets.orchestration.disk_guard import failing_clearly_on_full_disk
 from etf_assets.orchestration.resources import EtfSettings
 
 
@@ -36,16 +37,22 @@ def poly_model(
         )
     # scikit-learn, matplotlib and MLflow are slow to import: only a training pays for them,
     # not every process that loads the code location.
-    from etf_assets.model.train import train_and_register
+    from etf_assets.model.train import local_store_folder, train_and_register
 
     run_id = context.run.run_id
-    training = train_and_register(
-        warehouse,
-        settings.tracking_uri,
-        log=context.log,
-        tags={"dagster_asset": POLY_MODEL, "dagster_run_id": run_id},
-        run_name=f"{POLY_MODEL}-{run_id[:8]}",
-    )
+    store = local_store_folder(settings.tracking_uri)
+    with failing_clearly_on_full_disk(
+        "logging the model to MLflow",
+        [store or settings.data_path],
+        f"The MLflow store and the {MODEL_ALIAS} alias are as they were (the run is marked failed)",
+    ):
+        training = train_and_register(
+            warehouse,
+            settings.tracking_uri,
+            log=context.log,
+            tags={"dagster_asset": POLY_MODEL, "dagster_run_id": run_id},
+            run_name=f"{POLY_MODEL}-{run_id[:8]}",
+        )
     result, tracked = training.result, training.tracked
     metrics = result.metrics
     params = result.params

@@ -58,7 +58,7 @@ model-serve: install
 		--host $(HOST) --port 5001 --workers 1
 
 serve: install
-	$(BIN)/gunicorn --workers 2 --bind $(HOST):8000 --no-control-socket 'serving:create_app()'
+	$(BIN)/gunicorn --config serving/gunicorn_conf.py --bind $(HOST):8000
 
 bench: install
 	$(BIN)/python -m benchmarks

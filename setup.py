@@ -30,6 +30,7 @@ setup(
         "flask>=3.0",
         "pydantic>=2",
         "gunicorn>=22",
+        "gevent>=24.10.1",
     ],
     extras_require={
         "dev": [

@@ -1,11 +1,13 @@
 """Serving benchmark: ``GET /predict`` next to a bare Flask endpoint, and a 10,000-instance batch.
 
-Both apps run as ``make serve`` runs the real one: ``gunicorn --workers 2`` (sync workers) on
+Both apps run as ``make serve`` runs the real one: ``gunicorn --config serving/gunicorn_conf.py``
+(its gevent workers, limits and model watcher; the bare app is named on the command line) on
 127.0.0.1, at the same time, and are loaded in alternating rounds by the same load generator:
 ``wrk`` when it is installed (``apt-get install wrk``), else a Python generator (its own CPU
 use competes with the servers more than wrk's; the ratio stays like for like). Each run also
 records the servers' CPU time per request, which other load on the machine skews far less
-than requests per second. The model is the
+than requests per second; after the rounds, the resident memory of each worker (and of the model
+watcher, the one process that loads models). The model is the
 registered ``etf_volume_model@champion`` of the configured MLflow store when there is one, else
 a synthetic model of the same shape in a temporary store.
 
@@ -19,6 +21,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -33,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+GUNICORN_CONF = REPO / "serving" / "gunicorn_conf.py"
 QUERY = "/predict?vol_moving_avg=12345&adj_close_rolling_med=25"
 BATCH_SIZE = 10_000
 TARGET_RATIO = 0.8
@@ -70,6 +74,14 @@ class Server:
     pid: int
 
 
+@dataclass(frozen=True)
+class Memory:
+    """Resident memory of a server's processes, in MB."""
+
+    workers: list[float]
+    watcher: float | None
+
+
 # --- servers ------------------------------------------------------------------------------
 
 
@@ -77,23 +89,30 @@ class Server:
 def gunicorn(
     app_spec: str, ready_path: str, env: dict[str, str], log_dir: Path
 ) -> Iterator[Server]:
-    """Run ``gunicorn --workers 2`` on a free loopback port; yield it; stop it."""
+    """Run ``app_spec`` as ``make serve`` runs the app, on a free loopback port; yield it; stop
+    it (its whole process group: master, workers and model watcher)."""
     log_path = log_dir / (re.sub(r"\W+", "_", app_spec) + ".log")
     command = [
-        sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", "127.0.0.1:0",
-        "--no-control-socket", app_spec,
+        sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF),
+        "--bind", "127.0.0.1:0", app_spec,
     ]  # fmt: skip
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
+        )
     try:
         yield Server(_wait_ready(process, log_path, ready_path), process.pid)
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # quick shutdown; gunicorn stops its watcher
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 def _wait_ready(process: subprocess.Popen, log_path: Path, ready_path: str) -> str:
@@ -129,6 +148,25 @@ def server_cpu_seconds(pid: int) -> float | None:
             total += int(fields[11]) + int(fields[12])  # utime, stime
             found = True
     return total / ticks if found else None
+
+
+def server_memory(pid: int) -> Memory:
+    """Resident memory (VmRSS) of the workers and of the model watcher of master ``pid``."""
+    workers, watcher = [], None
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            command = (status.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if fields.get("PPid", "").strip() != str(pid) or "VmRSS" not in fields:
+            continue
+        rss_mb = int(fields["VmRSS"].split()[0]) / 1024
+        if b"serving.watcher" in command:
+            watcher = rss_mb
+        else:
+            workers.append(rss_mb)
+    return Memory(sorted(workers), watcher)
 
 
 def measure(load, server: Server, connections: int, seconds: float) -> LoadResult:
@@ -295,11 +333,18 @@ def _cpu_row(bare: list[LoadResult], predict: list[LoadResult]) -> list[tuple[st
     return [("server CPU us/request", f"{bare_cpu:.0f}", f"{predict_cpu:.0f}", note)]
 
 
+def _memory_line(name: str, memory: Memory) -> str:
+    workers = ", ".join(f"{mb:.0f}" for mb in memory.workers)
+    watcher = "" if memory.watcher is None else f"; model watcher {memory.watcher:.0f} MB"
+    return f"  {name}: workers {workers} MB{watcher}"
+
+
 def report(
     bare: list[LoadResult],
     predict: list[LoadResult],
     batch_ms: list[float],
     header: str,
+    memory: dict[str, Memory] | None = None,
 ) -> bool:
     """Print the figures side by side; return whether every target is met."""
     bare_rate = statistics.median(r.rate for r in bare)
@@ -344,6 +389,10 @@ def report(
         f"min {min(batch_ms):.1f} ms, max {max(batch_ms):.1f} ms over {len(batch_ms)} requests "
         f"(target < {TARGET_BATCH_MS:g} ms) {_verdict(checks['batch'])}"
     )
+    if memory:
+        print("Resident memory (VmRSS) after the load:")
+        for name, used in memory.items():
+            print(_memory_line(name, used))
     return all(checks.values())
 
 
@@ -388,18 +437,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             bare.append(measure(load, bare_server, args.connections, args.duration))
             predict.append(measure(load, serve_server, args.connections, args.duration))
         batch_ms = measure_batch(serve_server.base, args.batch_repeats)
+        memory = {
+            "bare Flask": server_memory(bare_server.pid),
+            "GET /predict": server_memory(serve_server.pid),
+        }
     generator = (
         f"wrk -t2 -c{args.connections} -d{args.duration:g}s --latency"
         if use_wrk
         else f"Python load generator, 2 processes x {args.connections // 2} connections"
     )
     header = (
-        f"Serving benchmark: gunicorn --workers 2 (sync) on 127.0.0.1, {os.cpu_count()} CPUs; "
+        f"Serving benchmark: gunicorn --config serving/gunicorn_conf.py ({_workers()}) on "
+        f"127.0.0.1, {os.cpu_count()} CPUs; "
         f"{generator}; {args.rounds} alternating rounds; load average (1 min) "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n"
         f"GET {QUERY}\nmodel: {model}"
     )
-    return 0 if report(bare, predict, batch_ms, header) else 1
+    return 0 if report(bare, predict, batch_ms, header, memory) else 1
+
+
+def _workers() -> str:
+    from serving import gunicorn_conf
+
+    kind = gunicorn_conf.worker_class.rsplit(".", 1)[-1]
+    return f"{gunicorn_conf.workers} x {kind}, {gunicorn_conf.worker_connections} connections each"
 
 
 if __name__ == "__main__":

@@ -1,35 +1,62 @@
 """The ``meta`` blueprint: ``GET /health`` and the API description at ``GET /openapi.json``."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, current_app
 
-from serving.model_store import ModelUnavailable, model_state
+from serving.model_store import ModelUnavailable, UpdateStatus, model_state, update_status
 from serving.schema import request_schemas
 
 bp = Blueprint("meta", __name__)
 
+#: A watcher silent for this many polls (and at least STALE_AFTER_MIN_S) is reported as stopped.
+STALE_AFTER_POLLS = 3
+STALE_AFTER_MIN_S = 30.0
+
 
 @bp.get("/health")
 def health() -> tuple[dict[str, Any], int]:
-    """Which model is served and since when; 503 when there is none."""
+    """Which model is served and since when, and whether updates are picked up; 503 when no
+    model is served. A new version that cannot be loaded leaves the old one served: 200, with
+    ``"status": "degraded"`` and the reason in ``update_error``."""
     state = model_state()
+    updates = update_status()
+    checked_at = updates.checked_at.isoformat(timespec="seconds")
     if isinstance(state, ModelUnavailable):
         body = {
             "status": "unavailable",
             "error": f"no model available: {state.reason}",
             "model_uri": state.uri,
+            "checked_at": checked_at,
         }
         return body, 503
+    error = _update_error(updates)
+    if error is not None:
+        error = f"{error}; still serving version {state.version}"
     return {
-        "status": "ok",
+        "status": "ok" if error is None else "degraded",
         "model_name": state.name,
         "model_version": state.version,
         "run_id": state.run_id,
         "model_uri": state.uri,
         "loaded_at": state.loaded_at.isoformat(timespec="seconds"),
         "predictor": state.predictor.kind,
+        "checked_at": checked_at,
+        "update_error": error,
     }, 200
+
+
+def _update_error(updates: UpdateStatus) -> str | None:
+    if updates.error is not None or updates.poll_seconds is None:
+        return updates.error
+    silent = (datetime.now(UTC) - updates.checked_at).total_seconds()
+    if silent > max(STALE_AFTER_MIN_S, STALE_AFTER_POLLS * updates.poll_seconds):
+        return (
+            f"the registry has not been checked for {silent:.0f} s: the model watcher is "
+            "stopped or stuck, and a new version would not be picked up"
+        )
+    return None
 
 
 @bp.get("/openapi.json")
@@ -67,6 +94,11 @@ def build_openapi(max_instances: int, max_body_bytes: int) -> dict[str, Any]:
     error_400 = _json("Error", "Invalid input; the message names the field and the problem.")
     error_503 = _json("Error", "No model is available (none was registered, or loading failed).")
     version = {"type": "string", "nullable": True, "description": "Registered model version."}
+    checked_at = {
+        "type": "string",
+        "format": "date-time",
+        "description": "When the registry was last checked for the version model_uri names.",
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -160,24 +192,49 @@ def build_openapi(max_instances: int, max_body_bytes: int) -> dict[str, Any]:
                 },
                 "Health": {
                     "type": "object",
-                    "required": ["status", "model_uri", "loaded_at", "predictor"],
+                    "required": [
+                        "status",
+                        "model_version",
+                        "model_uri",
+                        "loaded_at",
+                        "predictor",
+                        "checked_at",
+                        "update_error",
+                    ],
                     "properties": {
-                        "status": {"type": "string", "enum": ["ok"]},
+                        "status": {
+                            "type": "string",
+                            "enum": ["ok", "degraded"],
+                            "description": (
+                                "degraded: the model served is not (or may not be) the one "
+                                "model_uri names now; update_error says why."
+                            ),
+                        },
                         "model_name": {"type": "string", "nullable": True},
                         "model_version": version,
                         "run_id": {"type": "string", "nullable": True},
                         "model_uri": {"type": "string"},
                         "loaded_at": {"type": "string", "format": "date-time"},
                         "predictor": {"type": "string", "enum": ["closed-form", "model-predict"]},
+                        "checked_at": checked_at,
+                        "update_error": {
+                            "type": "string",
+                            "nullable": True,
+                            "description": (
+                                "Why a new version of model_uri is not served (it could not be "
+                                "loaded, or the registry could not be checked); null if none."
+                            ),
+                        },
                     },
                 },
                 "Unavailable": {
                     "type": "object",
-                    "required": ["status", "error", "model_uri"],
+                    "required": ["status", "error", "model_uri", "checked_at"],
                     "properties": {
                         "status": {"type": "string", "enum": ["unavailable"]},
                         "error": {"type": "string"},
                         "model_uri": {"type": "string"},
+                        "checked_at": checked_at,
                     },
                 },
                 "Error": {

@@ -1,11 +1,19 @@
-"""Load the served model from the MLflow registry, once, into what the endpoints need.
+"""The served model: loading it from the MLflow registry, and what the endpoints read of it.
 
-The app keeps it in ``app.extensions[EXTENSION_KEY]``; the endpoints read it back with
-:func:`model_state` and :func:`served_model`.
+The app keeps the model it serves in ``app.extensions[EXTENSION_KEY]`` and how its updates go in
+``app.extensions[UPDATES_KEY]``; the endpoints read them with :func:`model_state`,
+:func:`served_model` and :func:`update_status`. A request reads the model once, so that a model
+swapped in meanwhile (:mod:`serving.state_file`) never mixes two versions in one answer.
+
+MLflow (and scikit-learn, through the model) is imported only by the functions that load a
+model: under ``make serve`` they run in the model watcher (:mod:`serving.watcher`), never in a
+worker.
 """
 
 import logging
 import re
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +28,7 @@ from serving.predictor import Predictor, make_predictor
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "etf_serving_model"
+UPDATES_KEY = "etf_serving_updates"
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 
@@ -44,16 +53,34 @@ class ModelUnavailable:
     reason: str
 
 
+@dataclass(frozen=True)
+class UpdateStatus:
+    """When the registry was last checked for a new version, and what went wrong if anything.
+
+    ``poll_seconds`` is None when the app loaded its model itself and does not look for updates
+    (the test client, ``flask run``); then ``checked_at`` is when it loaded it.
+    """
+
+    checked_at: datetime
+    error: str | None = None
+    poll_seconds: float | None = None
+
+
 def model_state() -> LoadedModel | ModelUnavailable:
-    """The model the current app loaded at creation, or why it has none."""
+    """The model the current app serves, or why it has none."""
     return current_app.extensions[EXTENSION_KEY]
+
+
+def update_status() -> UpdateStatus:
+    """How the current app's model updates go."""
+    return current_app.extensions[UPDATES_KEY]
 
 
 def served_model() -> LoadedModel:
     """The model the current app serves.
 
     Raises:
-        APIError: 503 when the app started without a model.
+        APIError: 503 when the app has no model.
     """
     state = current_app.extensions[EXTENSION_KEY]
     if isinstance(state, ModelUnavailable):
@@ -63,6 +90,90 @@ def served_model() -> LoadedModel:
 
 class NoServableModel(Exception):
     """No servable model at the configured place; the message is safe to show to clients."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model URI points now: for a registry URI, the version an alias names."""
+
+    uri: str
+    name: str | None
+    version: str | None
+    run_id: str | None
+    source: str
+
+    @property
+    def identity(self) -> tuple[str | None, str | None]:
+        """What tells one registered version from another (None, None outside the registry)."""
+        return self.version, self.run_id
+
+
+def resolve_model(
+    model_uri: str, tracking_uri: str, make_client: Callable[[], Any] | None = None
+) -> ResolvedModel:
+    """Resolve ``model_uri`` in the MLflow store at ``tracking_uri``: cheap, nothing downloaded.
+
+    Args:
+        make_client: Returns the ``MlflowClient`` on ``tracking_uri`` to use, called once the
+            store is known to exist (a poll reuses one client); None: a new client.
+
+    Raises:
+        NoServableModel: the store, the registered model, the alias or the version is missing.
+        Exception: anything else MLflow raises.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    _require_store(tracking_uri)
+    match = _REGISTRY_URI.match(model_uri)
+    if not match:
+        return ResolvedModel(model_uri, None, None, None, model_uri)
+    client = make_client() if make_client else MlflowClient(tracking_uri=tracking_uri)
+    name = match["name"]
+    try:
+        if match["alias"]:
+            model_version = client.get_model_version_by_alias(name, match["alias"])
+        else:
+            model_version = client.get_model_version(name, match["version"])
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise NoServableModel(
+                f"{model_uri} is not in the MLflow model registry; train and register a "
+                "model first (make run)"
+            ) from exc
+        raise
+    version = str(model_version.version)
+    source = client.get_model_version_download_uri(name, version)
+    return ResolvedModel(model_uri, name, version, model_version.run_id, source)
+
+
+def load_resolved(
+    resolved: ResolvedModel, tracking_uri: str, features: tuple[str, ...]
+) -> LoadedModel:
+    """Download and load the model ``resolved`` names; derive its predictor.
+
+    Raises:
+        NoServableModel: the model does not take ``features``.
+        Exception: anything MLflow or the model loader raises (artifacts missing, say).
+    """
+    import mlflow.artifacts
+    import mlflow.sklearn
+
+    # Into a folder of our own, removed once loaded: a long-running watcher loads every version.
+    with tempfile.TemporaryDirectory(prefix="etf-serving-model-") as download_dir:
+        local_path = mlflow.artifacts.download_artifacts(
+            artifact_uri=resolved.source, tracking_uri=tracking_uri, dst_path=download_dir
+        )
+        model = mlflow.sklearn.load_model(local_path)
+    _check_features(model, features, resolved.uri)
+    return LoadedModel(
+        uri=resolved.uri,
+        name=resolved.name,
+        version=resolved.version,
+        run_id=resolved.run_id,
+        loaded_at=datetime.now(UTC),
+        predictor=make_predictor(model, features),
+    )
 
 
 def load_model(model_uri: str, tracking_uri: str, features: tuple[str, ...]) -> LoadedModel:
@@ -76,43 +187,7 @@ def load_model(model_uri: str, tracking_uri: str, features: tuple[str, ...]) -> 
             the model does not take ``features``.
         Exception: anything else MLflow or the model loader raises.
     """
-    import mlflow.artifacts
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    _require_store(tracking_uri)
-    name = version = run_id = None
-    source = model_uri
-    match = _REGISTRY_URI.match(model_uri)
-    if match:
-        client = MlflowClient(tracking_uri=tracking_uri)
-        name = match["name"]
-        try:
-            if match["alias"]:
-                model_version = client.get_model_version_by_alias(name, match["alias"])
-            else:
-                model_version = client.get_model_version(name, match["version"])
-        except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise NoServableModel(
-                    f"{model_uri} is not in the MLflow model registry; train and register a "
-                    "model first (make run)"
-                ) from exc
-            raise
-        version, run_id = str(model_version.version), model_version.run_id
-        source = client.get_model_version_download_uri(name, version)
-    local_path = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
-    model = mlflow.sklearn.load_model(local_path)
-    _check_features(model, features, model_uri)
-    return LoadedModel(
-        uri=model_uri,
-        name=name,
-        version=version,
-        run_id=run_id,
-        loaded_at=datetime.now(UTC),
-        predictor=make_predictor(model, features),
-    )
+    return load_resolved(resolve_model(model_uri, tracking_uri), tracking_uri, features)
 
 
 def try_load_model(

@@ -5,6 +5,10 @@ Calling its ``predict`` for one row is dominated by overhead (input validation, 
 three transformers); the same value is a quadratic polynomial in the scaled inputs, which
 :class:`QuadraticPredictor` evaluates with a few float operations, in the same order as
 scikit-learn does. Any other model is served through :class:`PipelinePredictor`.
+
+A worker that serves the closed form needs only numpy: scikit-learn and pandas are imported
+where a fitted model is inspected (:func:`quadratic_form`) or called (:class:`PipelinePredictor`),
+never when this module is.
 """
 
 import math
@@ -12,10 +16,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
-from sklearn.linear_model import LinearRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 
 class Predictor(Protocol):
@@ -49,6 +49,7 @@ class QuadraticPredictor:
         coef: np.ndarray,
         intercept: float,
     ) -> None:
+        self._powers = np.asarray(powers, dtype=int)
         self._mean = tuple(float(m) for m in mean)
         self._scale = tuple(float(s) for s in scale)
         self._mean_arr = np.asarray(mean, dtype=np.float64)
@@ -58,7 +59,7 @@ class QuadraticPredictor:
         # Each term as (coefficient, indices of the scaled inputs it multiplies): () is the
         # constant term, (i,) is z_i, (i, j) is z_i * z_j.
         self._terms: list[tuple[float, tuple[int, ...]]] = []
-        for c, row in zip(self._coef, np.asarray(powers, dtype=int), strict=True):
+        for c, row in zip(self._coef, self._powers, strict=True):
             indices = tuple(i for i, p in enumerate(row) for _ in range(int(p)))
             self._terms.append((float(c), indices))
 
@@ -89,6 +90,28 @@ class QuadraticPredictor:
                 columns.append(ones)
         return np.column_stack(columns) @ self._coef + self._intercept
 
+    def parameters(self) -> dict[str, Any]:
+        """The closed form as plain JSON data; :meth:`from_parameters` rebuilds it exactly
+        (floats round-trip through JSON unchanged)."""
+        return {
+            "mean": list(self._mean),
+            "scale": list(self._scale),
+            "powers": self._powers.tolist(),
+            "coef": self._coef.tolist(),
+            "intercept": self._intercept,
+        }
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any]) -> "QuadraticPredictor":
+        """The predictor whose :meth:`parameters` these are."""
+        return cls(
+            np.asarray(parameters["mean"], dtype=np.float64),
+            np.asarray(parameters["scale"], dtype=np.float64),
+            np.asarray(parameters["powers"], dtype=int),
+            np.asarray(parameters["coef"], dtype=np.float64),
+            float(parameters["intercept"]),
+        )
+
 
 class PipelinePredictor:
     """Any fitted scikit-learn regressor, called through its own ``predict``."""
@@ -96,8 +119,8 @@ class PipelinePredictor:
     kind = "model-predict"
 
     def __init__(self, model: Any, features: Sequence[str]) -> None:
-        self._model = model
-        self._features = list(features)
+        self.model = model
+        self.features = tuple(features)
 
     def predict_one(self, row: Sequence[float]) -> float:
         """Predict one row through the model."""
@@ -105,8 +128,10 @@ class PipelinePredictor:
 
     def predict_many(self, rows: np.ndarray) -> np.ndarray:
         """Predict many rows through the model, as a DataFrame with the feature names."""
-        frame = pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=self._features)
-        return np.asarray(self._model.predict(frame), dtype=np.float64).reshape(-1)
+        import pandas as pd
+
+        frame = pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=list(self.features))
+        return np.asarray(self.model.predict(frame), dtype=np.float64).reshape(-1)
 
 
 def quadratic_form(model: Any) -> QuadraticPredictor | None:
@@ -115,6 +140,10 @@ def quadratic_form(model: Any) -> QuadraticPredictor | None:
     Returns:
         The predictor, or None when the model has any other structure.
     """
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
     if not isinstance(model, Pipeline) or len(model.steps) != 3:
         return None
     scaler, poly, linear = (step for _, step in model.steps)

@@ -12,6 +12,7 @@ from etf_assets.model.pipeline import make_pipeline
 from serving import create_app
 from serving.schema import FEATURES
 
+from .server import Server, running_server
 from .synthetic import RegisteredModel, register_model, synthetic_features
 
 CUBIC_NAME = "etf_volume_model_cubic"
@@ -55,3 +56,13 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 def client(app: Flask) -> Iterator[FlaskClient]:
     """A test client of :func:`app`."""
     yield app.test_client()
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(
+    registered: RegisteredModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """``make serve``'s gunicorn on 127.0.0.1 and a free port, serving :func:`registered`."""
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with running_server({"MLFLOW_TRACKING_URI": registered.tracking_uri}, log_path) as server:
+        yield server

@@ -1,5 +1,6 @@
 """The closed-form predictor equals the model's own predict; other models fall back to it."""
 
+import json
 import math
 
 import numpy as np
@@ -171,3 +172,13 @@ def test_non_finite_predictions_have_no_volume(raw: float) -> None:
 
 def test_volumes_beyond_int64_stay_exact_integers() -> None:
     assert to_volumes(np.array([1e20, 3.0])) == [10**20, 3]
+
+
+def test_closed_form_parameters_round_trip_through_json_exactly(model: Pipeline) -> None:
+    """The workers get the closed form as JSON from the model watcher: the same floats."""
+    predictor = quadratic_form(model)
+    copy = QuadraticPredictor.from_parameters(json.loads(json.dumps(predictor.parameters())))
+    rows = sample_rows(500)
+    assert [copy.predict_one(row) for row in rows] == [predictor.predict_one(row) for row in rows]
+    many = np.asarray(rows, dtype=np.float64)
+    assert np.array_equal(copy.predict_many(many), predictor.predict_many(many))

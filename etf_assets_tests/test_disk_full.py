@@ -370,12 +370,19 @@ def test_disk_full_while_loading_the_table(mount_small_disk, archives) -> None:
     assert price_rows(pipeline) == len(read_expected(archives["medium"]).rows)
 
 
-def test_disk_full_while_writing_stage_1(mount_small_disk, archives) -> None:
+def stages_on_a_disk_of_their_own(mount_small_disk) -> tuple[Path, Path, Path]:
+    """A data folder on a small disk whose Parquet stages live on a second one, so that a test
+    can fill either the stages or the warehouse: (disk, stages disk, data folder)."""
     disk = mount_small_disk("disk", "64m")
-    stages = mount_small_disk("stages", "32m")  # Parquet on a disk of its own
+    stages = mount_small_disk("stages", "32m")
     data_dir = disk / "data"
     data_dir.mkdir()
     (data_dir / "parquet").symlink_to(stages)
+    return disk, stages, data_dir
+
+
+def test_disk_full_while_writing_stage_1(mount_small_disk, archives) -> None:
+    disk, stages, data_dir = stages_on_a_disk_of_their_own(mount_small_disk)
     pipeline = pipeline_on(data_dir, archives["small"])
     assert pipeline.ingest().success
     pipeline.use_source(archives["medium"])
@@ -401,11 +408,7 @@ def test_disk_full_while_writing_stage_1(mount_small_disk, archives) -> None:
 
 
 def test_disk_full_while_computing_features(mount_small_disk, archives) -> None:
-    disk = mount_small_disk("disk", "64m")
-    stages = mount_small_disk("stages", "32m")  # so that the warehouse is what fills up
-    data_dir = disk / "data"
-    data_dir.mkdir()
-    (data_dir / "parquet").symlink_to(stages)
+    disk, stages, data_dir = stages_on_a_disk_of_their_own(mount_small_disk)
     pipeline = pipeline_on(data_dir, archives["medium"])
     assert pipeline.ingest().success
     assert pipeline.features().success
@@ -431,11 +434,7 @@ def test_disk_full_while_computing_features(mount_small_disk, archives) -> None:
 
 
 def test_disk_full_while_writing_stage_2(mount_small_disk, archives) -> None:
-    disk = mount_small_disk("disk", "64m")
-    stages = mount_small_disk("stages", "32m")
-    data_dir = disk / "data"
-    data_dir.mkdir()
-    (data_dir / "parquet").symlink_to(stages)
+    disk, stages, data_dir = stages_on_a_disk_of_their_own(mount_small_disk)
     pipeline = pipeline_on(data_dir, archives["medium"])
     assert pipeline.ingest().success
     assert pipeline.features().success

@@ -20,7 +20,7 @@ INSTANCE_DB := $(BIN)/python -m etf_assets.orchestration.instance_db
 WITH_INSTANCE_DB = DAGSTER_PG_URL="$$($(INSTANCE_DB) start --holder $$$$)" || exit 1; \
 	export DAGSTER_PG_URL; trap '$(INSTANCE_DB) stop --holder $$$$' EXIT;
 
-.PHONY: install run test dev mlflow-ui model-serve serve bench lint clean
+.PHONY: install run test dev cluster mlflow-ui model-serve serve bench lint clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ test: install
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	@$(WITH_INSTANCE_DB) $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p 3000
+
+# A Dask scheduler on 127.0.0.1:8786 and two workers of this venv, until Ctrl-C; then
+# `ETF_DASK_SCHEDULER=tcp://127.0.0.1:8786 make run` in another shell runs the heavy work on them.
+cluster: install
+	$(BIN)/python -m etf_assets.cluster.local --workers 2 --port 8786
 
 mlflow-ui: install
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --host $(HOST) --port 5000 \

@@ -31,6 +31,7 @@ setup(
         "pydantic>=2",
         "gunicorn>=22",
         "gevent>=24.10.1",
+        "distributed>=2025.1",
     ],
     extras_require={
         "dev": [

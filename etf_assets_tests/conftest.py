@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from etf_assets.cluster import local as local_cluster
 from etf_assets.definitions import defs
 from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
 from etf_assets.orchestration import instance_db
@@ -66,6 +67,16 @@ def instance_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
 def instance_pg_url(instance_postgres: Path) -> str:
     """A fresh database on that server: the DAGSTER_PG_URL of an empty Dagster instance."""
     return instance_db.start(home=instance_postgres, database=f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[local_cluster.LocalCluster]:
+    """A real `dask scheduler` and two `dask worker` processes of this venv on 127.0.0.1, their
+    files under tmp_path; every process stopped by its pid at the end. Function-scoped: fault
+    tests kill workers."""
+    cluster = local_cluster.start(tmp_path / "dask", workers=2)
+    yield cluster
+    cluster.stop()
 
 
 def write_instance_config(home: Path) -> Path:

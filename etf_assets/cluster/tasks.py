@@ -80,7 +80,9 @@ class Cluster:
         position = {future.key: number for number, future in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         try:
-            for done, (result, worker) in as_completed(futures, loop=self._client.loop, with_results=True):
+            for done, (result, worker) in as_completed(
+                futures, loop=self._client.loop, with_results=True
+            ):
                 results[position[done.key]] = result
                 self.work.tasks[kind] += 1
                 self.work.workers[worker] += 1

@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from etf_assets.cluster.tasks import Cluster
 from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE, WINDOW_ROWS
 from etf_assets.features import sql
 from etf_assets.storage.disk_space import (
@@ -183,8 +184,9 @@ def _registered(con: duckdb.DuckDBPyConnection, batch: FeatureBatch) -> Iterator
             con.unregister("feature_batch_symbols")
 
 
-def _write_stage_file(batch: FeatureBatch, path: Path) -> None:
-    """Write one batch to the stage, on a connection of its own (it runs beside the inserts)."""
+def write_stage_file(batch: FeatureBatch, path: Path) -> None:
+    """Write one batch to the stage file `path`, on a connection of its own (locally it runs
+    beside the inserts)."""
     with duckdb.connect() as con, _registered(con, batch):
         copy_stage_rows(
             con,
@@ -234,9 +236,11 @@ def _plan(
     method: str,
     kernel_min_rows: int,
     batch_rows: int,
+    min_batches: int = 1,
 ) -> tuple[int, int, str, list[dict[str, str | None]]]:
     """Find the stale symbols, check the disk has room for their rows, choose the method and
-    the batches; return (stale symbols, their rows, method, batches)."""
+    the batches (at least `min_batches` when there are as many symbols); return (stale
+    symbols, their rows, method, batches)."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE requested_symbols AS "
         "SELECT unnest($symbols::VARCHAR[]) AS symbol",
@@ -267,6 +271,8 @@ def _plan(
     require_space(_space_needs(con, stale_rows, stage_dir))
     if method == "auto":
         method = "kernel" if stale_rows >= kernel_min_rows else "sql"
+    if min_batches > 1:
+        batch_rows = min(batch_rows, max(1, -(-stale_rows // min_batches)))
     batches = _batches(con, batch_rows)
     log.info(
         "%d of %d symbols changed since their features were computed: %s rows in %d batches",
@@ -286,6 +292,8 @@ def write_features(
     *,
     kernel_min_rows: int = KERNEL_MIN_ROWS,
     batch_rows: int = BATCH_ROWS,
+    cluster: Cluster | None = None,
+    prices_stage: Path | None = None,
 ) -> FeaturesReport:
     """Bring the rows of `symbols` in `features_table` and Parquet stage 2 up to date.
 
@@ -301,7 +309,12 @@ def write_features(
             to be computed, else the window SQL.
         kernel_min_rows: where "auto" switches from the window SQL to the kernel.
         batch_rows: about how many rows each batch holds (one stage file per batch).
+        cluster: where to compute the batches, each a task that reads Parquet stage 1 at
+            `prices_stage` and writes its stage 2 file, which this process then inserts into
+            the table; None computes them in this process.
     """
+    if cluster is not None and prices_stage is None:
+        raise ValueError("computing features on a cluster needs prices_stage (Parquet stage 1)")
     start = time.perf_counter()
     con.execute(sql.load("create_features_table"))
     con.execute(sql.load("create_features_state"))
@@ -309,12 +322,25 @@ def write_features(
     try:
         with SymbolReplacement(con, stage_dir, "stale_symbols") as stage:
             stale, stale_rows, method, batches = _plan(
-                con, symbols, stage_dir, method, kernel_min_rows, batch_rows
+                con,
+                symbols,
+                stage_dir,
+                method,
+                kernel_min_rows,
+                batch_rows,
+                cluster.min_tasks if cluster is not None else 1,
             )
             con.execute(
                 f"DELETE FROM {FEATURES_TABLE} WHERE symbol IN (SELECT symbol FROM stale_symbols)"
             )
-            rows, with_features = _insert_and_stage(con, batches, method, stale_rows, stage)
+            if cluster is None:
+                rows, with_features = _insert_and_stage(con, batches, method, stale_rows, stage)
+            else:
+                # Imported here: buckets runs this module's compute_features on the workers.
+                from etf_assets.features.buckets import insert_buckets
+
+                rows = stale_rows
+                with_features = insert_buckets(con, cluster, batches, method, prices_stage, stage)
             stage.prepare()
             con.execute(sql.load("record_features_state"), {"features_version": FEATURES_VERSION})
             try:
@@ -370,7 +396,7 @@ def _insert_and_stage(
                     con.execute(sql.load("insert_feature_batch"))
                 if stage_write is not None:
                     stage_write.result()  # one stage file in flight keeps memory bounded
-                stage_write = writer.submit(_write_stage_file, batch, stage.new_file())
+                stage_write = writer.submit(write_stage_file, batch, stage.new_file())
                 rows += batch.rows.num_rows
                 with_features += batch.rows.num_rows - batch.rows[FEATURE_COLUMNS[0]].null_count
                 log.info(

@@ -24,27 +24,70 @@ POLY = "poly"
 LINEAR = "linear"  # baseline: plain linear regression on the two features
 MOVING_AVG = "moving_avg"  # baseline: predict vol_moving_avg
 MODELS = (POLY, LINEAR, MOVING_AVG)
+FEATURE_SETS = (FEATURES, LAGGED)
+SPLITS = (TIME_SPLIT, RANDOM_SPLIT)
 
 
 def time_cutoff(day: np.ndarray, holdout_fraction: float = HOLDOUT_FRACTION) -> int:
-    """The last training day of the time split.
-
-    Rows dated after it form the holdout: the most recent `holdout_fraction` of the rows (a
-    little less, as the cutoff day's rows all train), and at least the last day.
+    """The last training day of the time split of the rows dated `day`: see `DayHistogram.cutoff`.
 
     Raises:
         ValueError: fewer than two distinct days.
     """
-    first = int(day.min())
-    counts = np.zeros(int(day.max()) - first + 1, dtype=np.int64)
-    for part in chunks(len(day)):
-        counts += np.bincount(day[part] - first, minlength=len(counts))
-    present = np.flatnonzero(counts)
-    if len(present) < 2:
-        raise ValueError("a time split needs rows on at least two different dates")
-    cumulative = np.cumsum(counts)
-    index = int(np.searchsorted(cumulative, (1.0 - holdout_fraction) * len(day)))
-    return first + min(index, int(present[-2]))
+    return DayHistogram.of(day).cutoff(holdout_fraction)
+
+
+@dataclass(frozen=True)
+class DayHistogram:
+    """How many rows each day from `first` on has: what the time split needs of the dates. The
+    histograms of separate row sets add up to that of all their rows."""
+
+    first: int
+    counts: np.ndarray  # int64, from `first` to the last day with rows
+
+    @classmethod
+    def of(cls, day: np.ndarray) -> DayHistogram:
+        first = int(day.min())
+        counts = np.zeros(int(day.max()) - first + 1, dtype=np.int64)
+        for part in chunks(len(day)):
+            counts += np.bincount(day[part] - first, minlength=len(counts))
+        return cls(first, counts)
+
+    def __add__(self, other: DayHistogram) -> DayHistogram:
+        first = min(self.first, other.first)
+        counts = np.zeros(max(self.last, other.last) - first + 1, dtype=np.int64)
+        for histogram in (self, other):
+            offset = histogram.first - first
+            counts[offset : offset + len(histogram.counts)] += histogram.counts
+        return DayHistogram(first, counts)
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.counts) - 1
+
+    def rows_after(self, day: int) -> int:
+        return int(self.counts[max(day - self.first + 1, 0) :].sum())
+
+    def first_after(self, day: int) -> int:
+        """The first day after `day` with rows."""
+        start = max(day - self.first + 1, 0)
+        return self.first + start + int(np.flatnonzero(self.counts[start:])[0])
+
+    def cutoff(self, holdout_fraction: float = HOLDOUT_FRACTION) -> int:
+        """The last training day of the time split.
+
+        Rows dated after it form the holdout: the most recent `holdout_fraction` of the rows (a
+        little less, as the cutoff day's rows all train), and at least the last day.
+
+        Raises:
+            ValueError: fewer than two distinct days.
+        """
+        present = np.flatnonzero(self.counts)
+        if len(present) < 2:
+            raise ValueError("a time split needs rows on at least two different dates")
+        cumulative = np.cumsum(self.counts)
+        index = int(np.searchsorted(cumulative, (1.0 - holdout_fraction) * cumulative[-1]))
+        return self.first + min(index, int(present[-2]))
 
 
 class Spread:
@@ -61,6 +104,14 @@ class Spread:
         self.rows += len(values)
         self.sum += float(shifted.sum())
         self.squares += float(shifted @ shifted)
+
+    def merge(self, other: Spread) -> None:
+        """Add the sums of values added to `other` (with the same offset)."""
+        if other.offset != self.offset:
+            raise ValueError("spreads summed around different offsets do not add up")
+        self.rows += other.rows
+        self.sum += other.sum
+        self.squares += other.squares
 
     @property
     def total(self) -> float:
@@ -79,6 +130,12 @@ class ErrorSums:
         self.rows += len(actual)
         self.absolute += float(np.abs(residual).sum())
         self.squared += float(residual @ residual)
+
+    def merge(self, other: ErrorSums) -> None:
+        """Add the sums of errors added to `other`."""
+        self.rows += other.rows
+        self.absolute += other.absolute
+        self.squared += other.squared
 
     def metrics(self, actual: Spread) -> dict[str, float]:
         """R^2 = 1 - SSE/SST, SST around the mean of the actual values (as sklearn's r2_score)."""

@@ -23,11 +23,35 @@ from etf_assets.model.chunks import CHUNK_ROWS, chunks
 from etf_assets.model.pipeline import make_pipeline
 
 
-def mean_var(column: np.ndarray) -> tuple[float, float]:
-    """Mean and (population) variance in two chunked passes: no full-length temporary."""
-    mean = sum(float(column[part].sum()) for part in chunks(len(column))) / len(column)
-    squares = sum(float(((column[part] - mean) ** 2).sum()) for part in chunks(len(column)))
-    return mean, squares / len(column)
+@dataclass(frozen=True)
+class Moments:
+    """Row count, mean and sum of squared deviations from the mean of a column: its mean and
+    (population) variance. Those of separate row sets combine into those of all their rows
+    (Chan, Golub and LeVeque's pairwise update)."""
+
+    rows: int
+    mean: float
+    squares: float
+
+    @classmethod
+    def of(cls, column: np.ndarray) -> Moments:
+        """In two chunked passes: no full-length temporary."""
+        mean = sum(float(column[part].sum()) for part in chunks(len(column))) / len(column)
+        squares = sum(float(((column[part] - mean) ** 2).sum()) for part in chunks(len(column)))
+        return cls(len(column), mean, squares)
+
+    def __add__(self, other: Moments) -> Moments:
+        rows = self.rows + other.rows
+        delta = other.mean - self.mean
+        return Moments(
+            rows,
+            self.mean + delta * other.rows / rows,
+            self.squares + other.squares + delta**2 * self.rows * other.rows / rows,
+        )
+
+    @property
+    def var(self) -> float:
+        return self.squares / self.rows
 
 
 @dataclass(frozen=True)
@@ -41,8 +65,11 @@ class Standardization:
 
     @classmethod
     def of(cls, x1: np.ndarray, x2: np.ndarray) -> Standardization:
-        (mean1, var1), (mean2, var2) = mean_var(x1), mean_var(x2)
-        mean, var = np.array([mean1, mean2]), np.array([var1, var2])
+        return cls.from_moments(Moments.of(x1), Moments.of(x2))
+
+    @classmethod
+    def from_moments(cls, first: Moments, second: Moments) -> Standardization:
+        mean, var = np.array([first.mean, second.mean]), np.array([first.var, second.var])
         scale = np.sqrt(var)
         scale[scale == 0] = 1.0
         return cls(mean, var, scale)
@@ -95,6 +122,10 @@ class Design:
     def copy(self) -> Design:
         """The same design with buffers of its own (one per thread)."""
         return Design(self.standardization, self.powers, self.volume_offset)
+
+    def __reduce__(self) -> tuple[type[Design], tuple[Standardization, np.ndarray, float]]:
+        # Pickled (sent to a task) as its parameters: the receiver allocates its own buffers.
+        return Design, (self.standardization, self.powers, self.volume_offset)
 
 
 @dataclass(frozen=True)

@@ -103,12 +103,17 @@ class Pipeline:
         self.warehouse = warehouse_for(self.settings)
         self.instance = dg.DagsterInstance.ephemeral()
 
-    def use_source(self, source: Path | str) -> None:
+    def use_source(self, source: Path | str, dask_scheduler: str = "") -> None:
         self.settings = EtfSettings(
             data_dir=str(self.data_dir),
             source=str(source),
             mlflow_tracking_uri=f"sqlite:///{self.data_dir}/mlflow.db",
+            dask_scheduler=dask_scheduler,
         )
+
+    def use_cluster(self, scheduler: str) -> None:
+        """Do the heavy work on the Dask cluster at `scheduler` from now on."""
+        self.use_source(self.settings.source, scheduler)
 
     @property
     def resources(self) -> dict[str, object]:

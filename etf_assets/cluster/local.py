@@ -8,7 +8,6 @@ interrupted and prints the address to export.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -123,7 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--directory", type=Path, default=None)
     args = parser.parse_args(argv)
     directory = args.directory or Path(tempfile.mkdtemp(prefix="etf-dask-"))
-    cluster = start(directory, args.workers, args.port)
+    # SIGTERM as Ctrl-C, so that either one, even during the start, stops the processes started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        cluster = start(directory, args.workers, args.port)
+    except KeyboardInterrupt:
+        return
     pids = ", ".join(str(p.pid) for p in cluster.workers)
     print(
         f"Dask scheduler at {cluster.address} (pid {cluster.scheduler.pid}), "
@@ -133,11 +137,13 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
     finally:
         cluster.stop()
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -21,6 +21,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SCHEDULER_ENV = "ETF_DASK_SCHEDULER"
+# Work is split into at least this many tasks per worker, so that every worker gets some even on
+# a small archive, and a worker that finishes early takes over the tail of another's.
+TASKS_PER_WORKER = 4
 CONNECT_SECONDS = 10.0
 WORKERS_SECONDS = 60.0
 
@@ -59,10 +62,31 @@ class Cluster:
         self._client = client
         self.work = ClusterWork(scheduler)
 
+    @property
+    def workers(self) -> int:
+        """How many workers the scheduler has now."""
+        return len(self._client.scheduler_info(n_workers=-1)["workers"])
+
+    @property
+    def min_tasks(self) -> int:
+        """Split a step's work into at least this many tasks (TASKS_PER_WORKER per worker)."""
+        return TASKS_PER_WORKER * self.workers
+
     def run(
         self, kind: str, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
     ) -> list[Any]:
         """`function(*args)` for each of `arguments` on the workers; the results in order.
+        See `completed`."""
+        results: list[Any] = [None] * len(arguments)
+        for number, result in self.completed(kind, function, arguments):
+            results[number] = result
+        return results
+
+    def completed(
+        self, kind: str, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any]]:
+        """`function(*args)` for each of `arguments` on the workers: (position in `arguments`,
+        result) as each task finishes, so that the caller can use one result while others run.
 
         The first task that raises cancels the others and its error is raised here, with the
         worker's traceback. Keys are unique to this call, so that two runs on one scheduler
@@ -78,12 +102,10 @@ class Cluster:
             for number, args in enumerate(arguments)
         ]
         position = {future.key: number for number, future in enumerate(futures)}
-        results: list[Any] = [None] * len(futures)
         try:
             for done, (result, worker) in as_completed(
                 futures, loop=self._client.loop, with_results=True
             ):
-                results[position[done.key]] = result
                 self.work.tasks[kind] += 1
                 self.work.workers[worker] += 1
                 log.info(
@@ -93,10 +115,9 @@ class Cluster:
                     len(futures),
                     worker,
                 )
-        except BaseException:
-            self._client.cancel(futures)
-            raise
-        return results
+                yield position[done.key], result
+        finally:
+            self._client.cancel(futures)  # any still running when the caller stops or fails
 
 
 def _run_and_name_worker(function: Callable[..., Any], *args: Any) -> tuple[Any, str]:

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import duckdb
 
+from etf_assets.cluster.tasks import Cluster
 from etf_assets.constants import MODEL_ALIAS, MODEL_NAME
 from etf_assets.model import tracking
 from etf_assets.model.evaluation import TrainingResult
@@ -46,6 +47,8 @@ def train_and_register(
     log: logging.Logger | None = None,
     tags: dict[str, str] | None = None,
     run_name: str | None = None,
+    cluster: Cluster | None = None,
+    features_stage: Path | None = None,
 ) -> ModelTraining:
     """Load the features, fit and evaluate, log the run, register the model, move the alias.
 
@@ -60,6 +63,9 @@ def train_and_register(
         tracking_uri: the MLflow store.
         log: where progress goes (the asset passes Dagster's logger).
         tags, run_name: of the MLflow run (e.g. the Dagster run that trained).
+        cluster: when given, its workers read the rows from Parquet stage 2 (`features_stage`,
+            which holds the rows of `features_table`) and compute the sums the fits are solved
+            from; the warehouse only gives the data's profile.
     """
     log = log or logging.getLogger(__name__)
     seconds: dict[str, float] = {}
@@ -71,18 +77,25 @@ def train_and_register(
     seconds["open_store_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    with warehouse.get_connection() as con:
-        profile = profile_features(con)
-        frame = load_training_frame(con, profile)
-    seconds["load_seconds"] = time.perf_counter() - start
-    log.info(
-        f"loaded {frame.rows:,} model rows of {profile.rows:,} in {seconds['load_seconds']:.1f} s "
-        f"(lag from {frame.lag_source})"
-    )
+    if cluster is None:
+        with warehouse.get_connection() as con:
+            profile = profile_features(con)
+            frame = load_training_frame(con, profile)
+        seconds["load_seconds"] = time.perf_counter() - start
+        log.info(
+            f"loaded {frame.rows:,} model rows of {profile.rows:,} in "
+            f"{seconds['load_seconds']:.1f} s (lag from {frame.lag_source})"
+        )
+        start = time.perf_counter()
+        result = fit_and_evaluate(frame)
+        del frame
+    else:
+        from etf_assets.model.sharded_fit import fit_and_evaluate_on_cluster
 
-    start = time.perf_counter()
-    result = fit_and_evaluate(frame)
-    del frame
+        with warehouse.get_connection() as con:
+            profile = profile_features(con)
+        files = sorted(str(path) for path in features_stage.glob("*.parquet"))
+        result = fit_and_evaluate_on_cluster(cluster, files)
     seconds["fit_evaluate_seconds"] = time.perf_counter() - start
     log.info(f"fitted and evaluated in {seconds['fit_evaluate_seconds']:.1f} s")
 

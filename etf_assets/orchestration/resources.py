@@ -5,23 +5,48 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from etf_assets.cluster.tasks import (
+    Cluster,
+    ClusterUnavailableError,
+    connected,
+    scheduler_from_env,
+)
 from etf_assets.constants import DUCKDB_CONFIG, FEATURES_STAGE, PRICES_STAGE, WAREHOUSE_FILE
 from etf_assets.locations import TRACKING_URI_ENV, data_dir_from_env, tracking_uri_for
 
 
 class EtfSettings(dg.ConfigurableResource):
-    """Where the pipeline keeps its data, which archive it loads and which MLflow store it uses."""
+    """Where the pipeline keeps its data, which archive it loads, which MLflow store it uses and
+    which Dask scheduler, if any, does the heavy work."""
 
     data_dir: str
     source: str = "auto"
     mlflow_tracking_uri: str = ""
+    dask_scheduler: str = ""
+
+    @contextmanager
+    def cluster(self) -> Iterator[Cluster | None]:
+        """The Dask cluster of `dask_scheduler`, connected, or None to work in this process.
+
+        Assets enter it before they write anything: a scheduler that cannot be reached then
+        fails the step with its address and leaves every table and stage as it was.
+        """
+        if not self.dask_scheduler:
+            yield None
+            return
+        with ExitStack() as stack:
+            try:
+                cluster = stack.enter_context(connected(self.dask_scheduler))
+            except ClusterUnavailableError as exc:
+                raise dg.Failure(description=str(exc)) from exc
+            yield cluster
 
     @property
     def data_path(self) -> Path:
@@ -49,7 +74,8 @@ class EtfSettings(dg.ConfigurableResource):
 
 
 def settings_from_env() -> EtfSettings:
-    """ETF_DATA_DIR (default ./data), ETF_SOURCE (default auto) and MLFLOW_TRACKING_URI.
+    """ETF_DATA_DIR (default ./data), ETF_SOURCE (default auto), MLFLOW_TRACKING_URI and
+    ETF_DASK_SCHEDULER (default: none, work in-process).
 
     Read when the code location loads, not through dg.EnvVar: the warehouse path is derived from
     the data folder, and EnvVar can neither default nor be composed into another value.
@@ -58,6 +84,7 @@ def settings_from_env() -> EtfSettings:
         data_dir=str(data_dir_from_env()),
         source=os.environ.get("ETF_SOURCE") or "auto",
         mlflow_tracking_uri=os.environ.get(TRACKING_URI_ENV) or "",
+        dask_scheduler=scheduler_from_env(),
     )
 
 

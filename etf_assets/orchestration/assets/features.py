@@ -73,6 +73,7 @@ def features_table(
     context.log.info(f"computing features of {len(symbols)} symbols")
     database = Path(warehouse.database)
     with (
+        settings.cluster() as cluster,
         failing_clearly_on_full_disk(
             "computing features_table and Parquet stage 2",
             [database.parent, settings.features_stage],
@@ -87,6 +88,8 @@ def features_table(
             settings.features_stage,
             config.method,
             batch_rows=config.batch_rows,
+            cluster=cluster,
+            prices_stage=settings.prices_stage,
         )
         summaries = symbol_summaries(con, symbols)
         shown = max(symbols, key=lambda symbol: (summaries[symbol].rows, symbol))
@@ -121,6 +124,7 @@ def features_table(
                 "rows_with_features": report.rows_with_features,
                 "method": report.method,
                 "parquet_stage": dg.MetadataValue.path(str(settings.features_stage)),
+                **(cluster.work.metadata() if cluster is not None else {}),
             },
         )
     )

@@ -44,15 +44,18 @@ def price_volume_table(
     """
     root = _unpacked_dataset(settings)
     database = Path(warehouse.database)
-    with failing_clearly_on_full_disk(
-        "loading price_volume_table and Parquet stage 1",
-        [database.parent, settings.prices_stage],
-        "price_volume_table, rejected_rows and Parquet stage 1 are as they were",
-        warehouse=database,
-        leftover_tables=[LOAD_TABLE],
+    with (
+        settings.cluster() as cluster,
+        failing_clearly_on_full_disk(
+            "loading price_volume_table and Parquet stage 1",
+            [database.parent, settings.prices_stage],
+            "price_volume_table, rejected_rows and Parquet stage 1 are as they were",
+            warehouse=database,
+            leftover_tables=[LOAD_TABLE],
+        ),
     ):
         with warehouse.get_connection() as con:
-            report = load_prices(con, root, settings.prices_stage)
+            report = load_prices(con, root, settings.prices_stage, cluster=cluster)
             rejected_preview = query_markdown(
                 con, f"SELECT * FROM {REJECTED_ROWS_TABLE} ORDER BY file, line_number LIMIT 20"
             )
@@ -75,6 +78,7 @@ def price_volume_table(
             "files_without_meta": len(report.files_without_meta),
             "rejected_rows": dg.MetadataValue.md(rejected_preview),
             "parquet_stage": dg.MetadataValue.path(str(settings.prices_stage)),
+            **(cluster.work.metadata() if cluster is not None else {}),
         }
     )
 

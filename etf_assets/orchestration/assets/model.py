@@ -41,10 +41,14 @@ def poly_model(
 
     run_id = context.run.run_id
     store = local_store_folder(settings.tracking_uri)
-    with failing_clearly_on_full_disk(
-        "logging the model to MLflow",
-        [store or settings.data_path],
-        f"The MLflow store and the {MODEL_ALIAS} alias are as they were (the run is marked failed)",
+    with (
+        settings.cluster() as cluster,
+        failing_clearly_on_full_disk(
+            "logging the model to MLflow",
+            [store or settings.data_path],
+            f"The MLflow store and the {MODEL_ALIAS} alias are as they were (the run is marked "
+            "failed)",
+        ),
     ):
         training = train_and_register(
             warehouse,
@@ -52,6 +56,8 @@ def poly_model(
             log=context.log,
             tags={"dagster_asset": POLY_MODEL, "dagster_run_id": run_id},
             run_name=f"{POLY_MODEL}-{run_id[:8]}",
+            cluster=cluster,
+            features_stage=settings.features_stage,
         )
     result, tracked = training.result, training.tracked
     metrics = result.metrics
@@ -76,5 +82,6 @@ def poly_model(
             "time_cutoff_date": params["time_cutoff_date"],
             "data_snapshot_id": training.data_snapshot_id,
             **{k: round(v, 2) for k, v in training.seconds.items()},
+            **(cluster.work.metadata() if cluster is not None else {}),
         }
     )

@@ -9,6 +9,7 @@ BENCHMARKS = [
     "bench_training",
     "bench_serving",
     "bench_end_to_end",
+    "bench_cluster",
 ]
 
 

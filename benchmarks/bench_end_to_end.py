@@ -106,16 +106,21 @@ def ensure_installed() -> None:
         subprocess.run(["make", "install"], cwd=REPO, env=_clean_env(), check=True)
 
 
-def time_make_run(archive: Path) -> Timed:
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
-    DATA_DIR.mkdir(parents=True)
+def time_make_run(
+    archive: Path, data_dir: Path = DATA_DIR, label: str = "make run", **settings: str
+) -> Timed:
+    """`make run` from a fresh `data_dir`, with `settings` added to its environment; its output
+    in WORK/<data_dir's name>.out and .err."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
     env = _clean_env(
         ETF_SOURCE=str(archive),
-        ETF_DATA_DIR=str(DATA_DIR),
-        DAGSTER_HOME=str(DATA_DIR / "dagster_home"),
+        ETF_DATA_DIR=str(data_dir),
+        DAGSTER_HOME=str(data_dir / "dagster_home"),
+        **settings,
     )
     warm_page_cache(archive)
-    return run_timed("make run", ["make", "run"], env, WORK / "make_run")
+    return run_timed(label, ["make", "run"], env, WORK / data_dir.name.removesuffix("_data"))
 
 
 def time_reference(archive: Path) -> tuple[Timed, dict]:
@@ -145,7 +150,7 @@ def make_run_instance(dagster_home: Path) -> Iterator[object]:
     # The settings, not their comments: `storage: postgres:` or a dagster_postgres module.
     settings = yaml.safe_load((dagster_home / "dagster.yaml").read_text()) or {}
     uses_postgres = "postgres" in json.dumps(settings)
-    env = _clean_env(ETF_DATA_DIR=str(DATA_DIR), DAGSTER_HOME=str(dagster_home))
+    env = _clean_env(ETF_DATA_DIR=str(dagster_home.parent), DAGSTER_HOME=str(dagster_home))
     # As `make run` does, this process holds the server while it reads: a `make dev` on the same
     # folder keeps it running after our stop.
     holder = ["--holder", str(os.getpid())]

@@ -52,6 +52,11 @@ def test_broken_features_fail_the_blocking_checks(sample_dir: Path, pipeline_fac
             "(SELECT max(date) FROM features_table WHERE symbol = $s)",
             {"s": keys[1]},
         )
+        con.execute(
+            "UPDATE features_table SET adj_close_rolling_med = 1.0 WHERE symbol = $s AND date = "
+            "(SELECT min(date) FROM features_table WHERE symbol = $s)",
+            {"s": keys[3]},
+        )
         con.execute("DELETE FROM features_state")  # so that the next full run repairs everything
 
     result = pipeline.materialize(["features_table"], partition_key=keys[2], raise_on_error=False)
@@ -59,7 +64,25 @@ def test_broken_features_fail_the_blocking_checks(sample_dir: Path, pipeline_fac
     assert checks["every_symbol_has_features"][0] is False
     assert checks["every_symbol_has_features"][1]["symbols_with_wrong_feature_rows"] == 1
     assert checks["first_29_rows_are_null"][0] is False
-    assert checks["first_29_rows_are_null"][1]["later_rows_without_values"] == 1
+    window = checks["first_29_rows_are_null"][1]
+    assert window["symbols_breaking_the_rule"] == 2
+    rows = dict(pipeline.query("SELECT symbol, count(*) FROM price_volume_table GROUP BY ALL"))
+    assert window["first_ones"] == [
+        {
+            "symbol": keys[1],
+            "rows": rows[keys[1]],
+            "rows_with_vol_moving_avg": rows[keys[1]] - 30,  # the last row lost its value
+            "rows_with_adj_close_rolling_med": rows[keys[1]] - 29,
+            "feature_gap": True,  # a row without it after rows with it
+        },
+        {
+            "symbol": keys[3],
+            "rows": rows[keys[3]],
+            "rows_with_vol_moving_avg": rows[keys[3]] - 29,
+            "rows_with_adj_close_rolling_med": rows[keys[3]] - 28,  # the first row got one
+            "feature_gap": True,
+        },
+    ]
 
     # poly_model, in a run of its own, refuses to train on the table the checks failed.
     refused = pipeline.materialize(["poly_model"], raise_on_error=False)

@@ -98,8 +98,16 @@ def every_symbol_has_features(warehouse: Warehouse) -> dg.AssetCheckResult:
 def first_29_rows_are_null(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Both features are NULL for each symbol's first 29 rows and present from row 30 on."""
     with warehouse.get_connection() as con:
-        counts = _named_counts(con, features_sql.load("count_feature_window_violations"))
-    return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts)
+        result = con.execute(features_sql.load("find_feature_window_violations"))
+        columns = [d[0] for d in result.description]
+        breaking = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+    return dg.AssetCheckResult(
+        passed=not breaking,
+        metadata={
+            "symbols_breaking_the_rule": len(breaking),
+            "first_ones": dg.MetadataValue.json(breaking[:10]),
+        },
+    )
 
 
 @dg.asset_check(asset=FEATURES_TABLE)

@@ -20,7 +20,7 @@ from etf_assets.cluster.tasks import Cluster
 from etf_assets.constants import FEATURE_COLUMNS
 from etf_assets.features import sql
 from etf_assets.features.compute import compute_features, write_stage_file
-from etf_assets.storage.parquet_stage import SymbolReplacement
+from etf_assets.storage.parquet_stage import SymbolReplacement, define_stage_rows
 from etf_assets.storage.session_settings import rows_in_any_order
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def compute_bucket(
     what an attempt killed while writing leaves, the next features run removes.
     """
     with duckdb.connect() as con:
+        define_stage_rows(con)
         con.execute(sql.load("load_stage_prices"), {"files": prices, "symbols": list(symbols)})
         [(found,)] = con.execute("SELECT count(*) FROM price_volume_table").fetchall()
         if found != rows:
@@ -79,6 +80,7 @@ def insert_buckets(
     paths = [stage.new_file() for _ in batches]
     prices = str(prices_stage / "*.parquet")
     with_features = 0
+    define_stage_rows(con)
     with rows_in_any_order(con):
         for number, (position, computed) in enumerate(
             cluster.completed(

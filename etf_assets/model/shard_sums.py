@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from etf_assets.model import sql
+from etf_assets.constants import FEATURES_TABLE
 from etf_assets.model.evaluation import FEATURES, TIME_SPLIT
 from etf_assets.model.fit import (
     Grams,
@@ -25,14 +25,17 @@ from etf_assets.model.fit import (
 )
 from etf_assets.model.frame import TrainingFrame, load_training_frame
 from etf_assets.model.least_squares import Design
+from etf_assets.storage.parquet_stage import define_stage_rows
 
 
 def shard_frame(files: list[str], seed: int, test_fraction: float) -> TrainingFrame:
     """The training rows of the shard: `load_training_frame` over the shard's rows, read as
-    `features_table` (same names and types)."""
+    `features_table` (same names and types, so that the random split hashes the same values)."""
     with duckdb.connect() as con:
-        con.read_parquet(files).create_view("stage_2_shard")
-        con.execute(sql.load("create_shard_features_view"))
+        define_stage_rows(con)
+        con.sql("SELECT * FROM stage_rows($files)", params={"files": files}).create_view(
+            FEATURES_TABLE
+        )
         return load_training_frame(con, seed=seed, test_fraction=test_fraction)
 
 

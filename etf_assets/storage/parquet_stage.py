@@ -30,6 +30,11 @@ def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> N
         con.execute(f"COPY ({query}) TO {quote_path(path)} ({WRITE_OPTIONS})")
 
 
+def define_stage_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """The table macro `stage_rows(files)` in `con`: stage files read as the tables' rows."""
+    con.execute(sql.load("create_stage_rows_macro"))
+
+
 def write_pending(
     con: duckdb.DuckDBPyConnection, table: str, symbols: str, key: str, stage_dir: Path
 ) -> Path:

@@ -303,10 +303,18 @@ def parse_on_cluster(
         for shard, folder in zip(shards, folders, strict=True)
     ]
     log.info("parsing %d price files as %d shards on the cluster", len(files), len(shards))
+    counts = ParseCounts()
     try:
-        counts = sum(cluster.run("ingest-shard", ingest_shard, arguments), ParseCounts())
-        rows = [str(folder / ROWS_FILE) for folder in folders]
-        con.execute(sql.load("create_load_table_from_shards"), {"paths": rows})
+        # Each shard's rows go into the load table as soon as its task is done, while the
+        # workers parse the others; the load table is committed once it holds them all.
+        con.execute("BEGIN TRANSACTION")
+        for done, (position, shard_counts) in enumerate(
+            cluster.completed("ingest-shard", ingest_shard, arguments)
+        ):
+            statement = "create_load_table_from_shard" if done == 0 else "insert_shard_rows"
+            con.execute(sql.load(statement), {"path": str(folders[position] / ROWS_FILE)})
+            counts += shard_counts
+        con.execute("COMMIT")
         con.execute("BEGIN TRANSACTION")
         rejects = [str(folder / REJECTS_FILE) for folder in folders]
         con.execute(sql.load("create_rejected_rows_from_shards"), {"paths": rejects})

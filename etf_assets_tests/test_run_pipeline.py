@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from etf_assets.cluster.local import free_port
 from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
 from etf_assets_tests.conftest import REPO, write_instance_config
 
@@ -55,5 +56,40 @@ def test_make_run_leaves_three_runs_and_every_partition(tmp_path: Path, instance
             materialized = instance.get_materialized_partitions(dg.AssetKey("features_table"))
             assert materialized == symbols and len(symbols) >= 7
             assert instance.get_latest_materialization_event(dg.AssetKey("poly_model"))
+    finally:
+        del os.environ["DAGSTER_PG_URL"]
+
+
+def test_a_dask_scheduler_that_does_not_answer_stops_make_run_before_any_run(
+    tmp_path: Path, instance_pg_url: str
+) -> None:
+    data_dir = tmp_path / "data"
+    home = write_instance_config(data_dir / "dagster_home")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "etf_assets.orchestration.run_pipeline"],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "ETF_DATA_DIR": str(data_dir),
+            "ETF_SOURCE": "sample",
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_URL": instance_pg_url,
+            "ETF_DASK_SCHEDULER": address,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: Cannot reach the Dask scheduler at {address}"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (data_dir / "raw").exists() and not (data_dir / "warehouse.duckdb").exists()
+    os.environ["DAGSTER_PG_URL"] = instance_pg_url
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert instance.get_runs() == []
     finally:
         del os.environ["DAGSTER_PG_URL"]

@@ -9,8 +9,8 @@ those of the CLI; the one process loads Dagster and the code location once inste
 job.
 
 When something fails, the last lines say what in a sentence: the failed step's own message (a
-full disk, for instance), or that the instance's database cannot be reached or stopped
-answering. Runs of an earlier `make run` that ended without being recorded (its process, or
+full disk, for instance), that the instance's database cannot be reached or stopped answering,
+or that the Dask scheduler `ETF_DASK_SCHEDULER` names does not answer (checked before any run). Runs of an earlier `make run` that ended without being recorded (its process, or
 the instance's database, was killed) are marked failed first.
 """
 
@@ -28,6 +28,7 @@ import dagster as dg
 from dagster._cli.job import execute_execute_command
 from dagster_shared.cli import PythonPointerOpts
 
+from etf_assets.cluster.tasks import ClusterUnavailableError, connected, scheduler_from_env
 from etf_assets.orchestration import instance_db, summary
 from etf_assets.orchestration.partition_range import range_tags
 from etf_assets.storage.disk_space import disk_full_error
@@ -211,6 +212,17 @@ def _check_instance_database() -> None:
             ) from exc
 
 
+def _check_cluster() -> None:
+    """With `ETF_DASK_SCHEDULER` set, a scheduler that does not answer (or has no workers) stops
+    `make run` before its first job, where each step would otherwise find out on its own."""
+    if scheduler := scheduler_from_env():
+        try:
+            with connected(scheduler):
+                pass
+        except ClusterUnavailableError as exc:
+            raise SystemExit(f"error: {exc} Nothing was run; the warehouse is unchanged.") from None
+
+
 def main() -> None:
     logging.getLogger().addFilter(_RetriesOnce())
     # A log call whose event cannot be stored (the instance's database is gone or its disk is
@@ -218,6 +230,7 @@ def main() -> None:
     logging.raiseExceptions = False
     try:
         _check_instance_database()
+        _check_cluster()
         with dg.DagsterInstance.get() as instance:
             if abandoned := fail_abandoned_runs(instance):
                 print(f"marked {len(abandoned)} abandoned run(s) failed: {', '.join(abandoned)}")

@@ -10,8 +10,9 @@ job.
 
 When something fails, the last lines say what in a sentence: the failed step's own message (a
 full disk, for instance), that the instance's database cannot be reached or stopped answering,
-or that the Dask scheduler `ETF_DASK_SCHEDULER` names does not answer (checked before any run). Runs of an earlier `make run` that ended without being recorded (its process, or
-the instance's database, was killed) are marked failed first.
+or that the Dask scheduler `ETF_DASK_SCHEDULER` names does not answer (checked before any
+run). Runs of an earlier `make run` that ended without being recorded (its process, or the
+instance's database, was killed) are marked failed first.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from etf_assets.constants import META_HEADER, PRICE_HEADER
+from etf_assets.features import batch
 from etf_assets.features import compute as features
 from etf_assets.orchestration import schemas
 from etf_assets_tests.conftest import STAGE_ARROW_TYPES, features_config
@@ -185,7 +186,7 @@ def test_sql_definition_and_kernel_are_identical(
             ).fetchall()
         )
         for method in ("sql", "kernel"):
-            computed = features.compute_features(con, names, method)
+            computed = batch.compute_features(con, names, method)
             results[method] = (
                 computed.rows.select(
                     ["symbol_number", "date", "vol_moving_avg", "adj_close_rolling_med"]

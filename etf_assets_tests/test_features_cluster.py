@@ -12,7 +12,8 @@ import pytest
 
 from etf_assets.cluster.tasks import connected
 from etf_assets.features import buckets
-from etf_assets.features.compute import FeaturesReport, compute_features, write_features
+from etf_assets.features.batch import compute_features
+from etf_assets.features.compute import FeaturesReport, write_features
 from etf_assets.ingest.load_prices import load_prices
 
 # Small batches: several buckets per run, so that both workers get some.

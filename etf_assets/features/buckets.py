@@ -19,7 +19,7 @@ import duckdb
 from etf_assets.cluster.tasks import Cluster
 from etf_assets.constants import FEATURE_COLUMNS
 from etf_assets.features import sql
-from etf_assets.features.compute import compute_features, write_stage_file
+from etf_assets.features.batch import compute_features, write_stage_file
 from etf_assets.storage.parquet_stage import SymbolReplacement, define_stage_rows
 from etf_assets.storage.session_settings import rows_in_any_order
 

@@ -7,10 +7,14 @@ from datetime import date, timedelta
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pytest
 
 from etf_assets.storage.stored_order import (
+    _keys_chain_by_date,
     ascending_run_starts,
+    count_repeated_keys,
     files_with_unordered_dates,
     group_runs,
     symbol_date_order,
@@ -112,3 +116,45 @@ def test_no_rows() -> None:
         pa.chunked_array([], pa.int64()), pa.chunked_array([], pa.date32())
     )
     assert permutation is None and len(lengths) == 0 and lengths.dtype == np.int64
+
+
+def prices(rows: list[tuple[str, int | None]]) -> duckdb.DuckDBPyConnection:
+    """A table of (symbol, date) rows in the given order; dates are day numbers after DAY0."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE prices (symbol VARCHAR, date DATE)")
+    for symbol, day in rows:
+        con.execute(
+            "INSERT INTO prices VALUES (?, ?)",
+            [symbol, None if day is None else DAY0 + timedelta(day)],
+        )
+    return con
+
+
+def repeated_keys_by_pandas(rows: list[tuple[str, int | None]]) -> int:
+    keys = pd.DataFrame(rows, columns=["symbol", "day"])
+    return int(keys[keys.duplicated(keep=False)].drop_duplicates().shape[0])
+
+
+REPEATED_KEY_CASES = {
+    "runs interleaved, dates chain": [("A", 1), ("A", 2), ("B", 1), ("A", 3), ("B", 2)],
+    "a later run stored first": [("A", 5), ("A", 6), ("B", 1), ("A", 1), ("A", 2)],
+    "a day twice inside a run": [("A", 1), ("A", 1), ("A", 2), ("B", 1)],
+    "a day twice across runs": [("A", 1), ("A", 2), ("B", 1), ("A", 2), ("A", 3)],
+    "overlapping runs, no day twice": [("A", 1), ("A", 3), ("B", 1), ("A", 2), ("A", 4)],
+    "two symbols, several repeats": [("A", 1), ("B", 1), ("A", 1), ("B", 1), ("B", 1)],
+    "NULL dates": [("A", None), ("A", None), ("A", 1)],
+    "no rows": [],
+}
+
+
+@pytest.mark.parametrize("rows", REPEATED_KEY_CASES.values(), ids=REPEATED_KEY_CASES.keys())
+def test_repeated_keys_are_counted_as_grouping_counts_them(rows) -> None:
+    assert count_repeated_keys(prices(rows), "prices") == repeated_keys_by_pandas(rows)
+
+
+def test_only_runs_that_chain_by_date_skip_the_grouping() -> None:
+    shown = [REPEATED_KEY_CASES[name] for name in ("runs interleaved, dates chain", "no rows")]
+    shown.append(REPEATED_KEY_CASES["a later run stored first"])
+    assert all(_keys_chain_by_date(prices(rows), "prices") for rows in shown)
+    grouped = ["a day twice across runs", "overlapping runs, no day twice", "NULL dates"]
+    assert not any(_keys_chain_by_date(prices(REPEATED_KEY_CASES[n]), "prices") for n in grouped)

@@ -10,6 +10,7 @@ from etf_assets.constants import FEATURES_TABLE, PRICE_VOLUME_TABLE
 from etf_assets.features import sql as features_sql
 from etf_assets.ingest import sql as ingest_sql
 from etf_assets.orchestration.resources import EtfSettings, Warehouse
+from etf_assets.storage.stored_order import count_repeated_keys
 
 
 def _named_counts(con: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
@@ -39,10 +40,7 @@ def _stage_matches(con: duckdb.DuckDBPyConnection, table: str, stage: Path) -> d
 def unique_symbol_date(warehouse: Warehouse) -> dg.AssetCheckResult:
     """At most one row per (symbol, date)."""
     with warehouse.get_connection() as con:
-        duplicates = con.execute(
-            f"""SELECT count(*) FROM (SELECT symbol, date FROM {PRICE_VOLUME_TABLE}
-                GROUP BY ALL HAVING count(*) > 1)"""
-        ).fetchone()[0]
+        duplicates = count_repeated_keys(con, PRICE_VOLUME_TABLE)
     return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
 
 

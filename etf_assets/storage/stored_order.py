@@ -81,6 +81,38 @@ def files_with_unordered_dates(con: duckdb.DuckDBPyConnection, table: str) -> li
     return np.unique(files[runs.starts[runs.order[1:][runs.goes_back]]]).tolist()
 
 
+def count_repeated_keys(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """How many (symbol, date) keys of `table` occur more than once.
+
+    Grouping every row by its key answers exactly, and is the slow way. The loader stores each
+    file's rows in date order, so the rows as read are runs of one symbol with rising dates; when
+    each symbol's runs chain by date without overlap, no key repeats, which a pass over two
+    integer columns shows. Rows in any other order, or with a NULL key, are grouped.
+    """
+    if _keys_chain_by_date(con, table):
+        return 0
+    return con.execute(
+        f"SELECT count(*) FROM (SELECT symbol, date FROM {table} GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()[0]
+
+
+def _keys_chain_by_date(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    null_keys, symbols, symbol_hashes = con.execute(
+        f"""SELECT count(*) FILTER (WHERE symbol IS NULL OR date IS NULL),
+                   count(DISTINCT symbol), count(DISTINCT hash(symbol)) FROM {table}"""
+    ).fetchall()[0]
+    # Runs are told apart by the symbol's hash: two symbols that share one would look like one.
+    if null_keys or symbols != symbol_hashes:
+        return False
+    stored = con.sql(f"SELECT hash(symbol), date FROM {table}").to_arrow_table()
+    if stored.num_rows == 0:
+        return True
+    keys = stored.column(0).to_numpy()
+    days = stored.column(1).cast(pa.int32()).to_numpy()
+    runs = group_runs(keys, days, ascending_run_starts(keys, days), "first day")
+    return not runs.goes_back.any()
+
+
 def symbol_date_order(
     symbol_numbers: pa.ChunkedArray, dates: pa.ChunkedArray
 ) -> tuple[np.ndarray | None, np.ndarray]:

@@ -214,3 +214,20 @@ def test_make_run_starts_a_killed_server_again(server_home: Path, archives) -> N
     assert f"Results under {server_home.parent}" in done.stdout
     # make run stopped the server it started when it ended.
     assert instance_db._running_pid(instance_db.pgdata_dir(server_home)) is None
+
+
+def test_a_stopped_server_left_unreaped_counts_as_stopped() -> None:
+    """The detached server's parent is init, which in some containers reaps late or never: a
+    server that has exited (a zombie) must not hold `make run` until the stop's timeout."""
+    parent = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & echo $!; exec sleep 120"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        server = psutil.Process(int(parent.stdout.readline()))  # a child `sleep 120` never reaps
+        started = time.monotonic()
+        instance_db._shut_down(server.pid, timeout=20.0)  # noqa: SLF001
+        assert time.monotonic() - started < 10.0
+        assert server.status() == psutil.STATUS_ZOMBIE  # ended by the signal, not killed late
+    finally:
+        parent.kill()
+        parent.wait()

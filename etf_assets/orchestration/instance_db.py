@@ -95,11 +95,16 @@ def _shut_down(pid: int, timeout: float = 30.0) -> None:
     try:
         process = psutil.Process(pid)
         process.send_signal(signal.SIGINT)
-        process.wait(timeout)
+        # Stopped once it is a zombie: it has shut down and only waits for its parent (init, as
+        # the server detached) to reap it, which some containers' init does late or never.
+        deadline = time.monotonic() + timeout
+        while process.status() != psutil.STATUS_ZOMBIE:
+            if time.monotonic() > deadline:
+                process.kill()
+                return
+            time.sleep(0.01)
     except psutil.NoSuchProcess:
         pass
-    except psutil.TimeoutExpired:
-        process.kill()
 
 
 @contextlib.contextmanager

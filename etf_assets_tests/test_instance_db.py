@@ -219,11 +219,20 @@ def test_make_run_starts_a_killed_server_again(server_home: Path, archives) -> N
 def test_a_stopped_server_left_unreaped_counts_as_stopped() -> None:
     """The detached server's parent is init, which in some containers reaps late or never: a
     server that has exited (a zombie) must not hold `make run` until the stop's timeout."""
+    # The stand-in server ends on SIGINT even where the test's own parent ignores it.
+    server_code = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"
+    )
+    parent_code = (  # starts the server, says its pid, and never reaps it
+        "import subprocess, sys, time; "
+        f"server = subprocess.Popen([sys.executable, '-c', {server_code!r}]); "
+        "print(server.pid, flush=True); time.sleep(120)"
+    )
     parent = subprocess.Popen(
-        ["sh", "-c", "sleep 60 & echo $!; exec sleep 120"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True
     )
     try:
-        server = psutil.Process(int(parent.stdout.readline()))  # a child `sleep 120` never reaps
+        server = psutil.Process(int(parent.stdout.readline()))
         started = time.monotonic()
         instance_db._shut_down(server.pid, timeout=20.0)  # noqa: SLF001
         assert time.monotonic() - started < 10.0

@@ -26,6 +26,13 @@ import sys
 import threading
 import time
 
+# Before Dagster and MLflow: importing skops.io (the model's format, in poly_model) looks up each
+# numpy and scipy ufunc in every loaded module, in import order, until it finds it. With numpy
+# and scipy.special first in sys.modules, that takes a fraction of a second instead of seconds.
+import numpy  # noqa: F401
+import scipy.special  # noqa: F401
+
+# isort: split
 import click
 import dagster as dg
 from dagster._cli.job import execute_execute_command

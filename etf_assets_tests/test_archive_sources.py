@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from etf_assets.ingest.archive import ArchiveError, safe_extract
-from etf_assets.ingest.sources import KaggleError, download_from_kaggle, resolve_kind
+from etf_assets.ingest.sample_archive import SampleSpec, generate_zip
+from etf_assets.ingest.sources import (
+    KaggleError,
+    download_from_kaggle,
+    fetch_dataset,
+    resolve_kind,
+)
 from etf_assets_tests.conftest import INGEST_KEYS as INGEST
 from etf_assets_tests.conftest import zip_folder_plain
 
@@ -131,3 +137,24 @@ def test_escaping_archive_fails_at_raw_zip_and_keeps_warehouse(
     assert "climbs out of the target folder" in failure_message(result)
     assert not list(tmp_path.rglob("escaped.csv"))
     assert pipeline.query("SELECT count(*), sum(volume) FROM price_volume_table") == before
+
+
+def test_a_given_zip_is_linked_not_copied_and_never_written_through(tmp_path: Path) -> None:
+    """On one filesystem the archive under raw/ is a hard link to the user's zip; a later source
+    replaces it without touching the user's file."""
+    given = tmp_path / "mine.zip"
+    generate_zip(SampleSpec(stocks=3, etfs=1, rows=40, seed=5), given)
+    before = given.read_bytes()
+    raw_dir = tmp_path / "raw"
+
+    fetched = fetch_dataset(str(given), raw_dir)
+
+    assert fetched.archive == raw_dir / "stock-market-dataset.zip"
+    assert fetched.archive.samefile(given)
+    assert (fetched.root / "symbols_valid_meta.csv").is_file()
+
+    fetch_dataset("sample", raw_dir, sample=SampleSpec(stocks=2, etfs=1, rows=40, seed=6))
+
+    assert not fetched.archive.samefile(given)
+    assert fetched.archive.read_bytes() != before
+    assert given.read_bytes() == before

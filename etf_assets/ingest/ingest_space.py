@@ -79,6 +79,7 @@ def ingest_space_phases(
         csv_bytes = sum(info.file_size for info in members if _is_price_file(info))
         copy = raw_dir / ARCHIVE_NAME
         if given.resolve() != copy.resolve():
+            # Counted as a copy even where it becomes a hard link: a link may be refused.
             copied = given.stat().st_size
             archive_copy = copied - (copy.stat().st_size if copy.is_file() else 0)
     elif kind == "kaggle":

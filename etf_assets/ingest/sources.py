@@ -185,6 +185,19 @@ def validate_dataset(folder: Path) -> Path:
     return root
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make `target` a hard link to `source`, or a copy where a link cannot be made (another
+    filesystem, another user's file).
+
+    A link writes nothing: the archive under raw/ is only ever replaced by a rename (a new
+    download, the sample, another copy), never written in place, so the user's file is safe.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def fetch_dataset(
     source: str,
     raw_dir: Path,
@@ -220,7 +233,7 @@ def fetch_dataset(
             copy = raw_dir / f".{ARCHIVE_NAME}.partial"
             copy.unlink(missing_ok=True)
             try:
-                shutil.copyfile(given, copy)
+                _link_or_copy(given, copy)
                 safe_extract(given, unpacked, validate_dataset)
             except BaseException:
                 copy.unlink(missing_ok=True)

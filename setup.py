@@ -32,6 +32,7 @@ setup(
         "gunicorn>=22",
         "gevent>=24.10.1",
         "distributed>=2025.1",
+        "isal>=1.7",
     ],
     extras_require={
         "dev": [

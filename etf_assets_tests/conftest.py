@@ -33,9 +33,9 @@ STAGE_ARROW_TYPES = [
 ]  # fmt: skip
 
 
-def zip_folder_plain(folder: Path, archive: Path) -> Path:
+def zip_folder_plain(folder: Path, archive: Path, compression: int = zipfile.ZIP_DEFLATED) -> Path:
     """Zip a folder with the standard library only (independent of the project's own zipper)."""
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(archive, "w", compression) as zf:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 zf.write(path, path.relative_to(folder).as_posix())

@@ -60,3 +60,22 @@ def test_a_damaged_member_fails_naming_it_and_keeps_the_old_files(tmp_path: Path
     assert (target / "stocks/BIG.csv").read_bytes() == MEMBERS["stocks/BIG.csv"]
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
     assert left == ["damaged.zip", "good.zip", "unpacked"]  # nothing half-unpacked
+
+
+def test_a_member_larger_than_its_directory_says_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    archive = write_archive(tmp_path / "understated.zip")
+    data = bytearray(archive.read_bytes())
+    name = b"stocks/BIG.csv"
+    header = data.rfind(name) - 46  # the central directory's entry comes after the data
+    assert data[header : header + 4] == b"PK\x01\x02"
+    declared = len(MEMBERS["stocks/BIG.csv"]) - 1000
+    data[header + 24 : header + 28] = declared.to_bytes(4, "little")  # uncompressed size
+    archive.write_bytes(bytes(data))
+    target = tmp_path / "unpacked"
+
+    with pytest.raises(ArchiveError, match=r"understated\.zip is corrupt.*stocks/BIG\.csv"):
+        safe_extract(archive, target)
+    assert not target.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [
+        "understated.zip"
+    ]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import shutil
 import stat
+import struct
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from isal import isal_zlib
 
 from etf_assets.constants import (
     MAX_ARCHIVE_MEMBERS,
@@ -25,7 +29,11 @@ log = logging.getLogger(__name__)
 
 # Tiny archives legitimately unpack to many times their size (a few header-only files).
 _RATIO_ALLOWANCE_BYTES = 10 * 1024**2
-_EXTRACT_THREADS = 2  # zlib releases the GIL, so two threads use both cores
+_EXTRACT_THREADS = 2  # inflating releases the GIL, so two threads use both cores
+_CHUNK = 1 << 20
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name's and extra field's lengths
+_LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
+_ENCRYPTED = 0x1
 
 
 class ArchiveError(ValueError):
@@ -73,14 +81,54 @@ def check_archive(archive: Path) -> list[zipfile.ZipInfo]:
 
 def _extract_members(archive: Path, members: list[zipfile.ZipInfo], target: Path) -> None:
     root = target.resolve()
-    with zipfile.ZipFile(archive) as zf:
+    with zipfile.ZipFile(archive) as zf, open(archive, "rb") as packed:
         for info in members:
             dest = (target / info.filename.replace("\\", "/")).resolve()
             if not dest.is_relative_to(root):
                 raise ArchiveError(f"{archive}: member {info.filename!r} resolves outside {target}")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(dest, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            with open(dest, "wb") as dst:
+                if info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & _ENCRYPTED:
+                    _inflate(archive, packed, info, dst)
+                else:
+                    with zf.open(info) as src:
+                        shutil.copyfileobj(src, dst, _CHUNK)
+
+
+def _inflate(archive: Path, packed: BinaryIO, info: zipfile.ZipInfo, dst: BinaryIO) -> None:
+    """Unpack a deflated member into `dst` with ISA-L's inflate, about twice as fast as zlib's,
+    and check its size and CRC-32 against the zip's directory as zipfile does."""
+    size = crc = 0
+    for data in _inflated_chunks(packed, info):
+        size += len(data)
+        if size > info.file_size:
+            break  # the directory understates it: never write more than it declares
+        crc = isal_zlib.crc32(data, crc)
+        dst.write(data)
+    if size != info.file_size or crc != info.CRC:
+        raise ArchiveError(
+            f"{archive} is corrupt: member {info.filename!r} does not unpack to the "
+            f"{info.file_size:,} bytes with CRC-32 {info.CRC:08x} that the zip's directory lists"
+        )
+
+
+def _inflated_chunks(packed: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    packed.seek(info.header_offset)
+    signature, name_length, extra_length = _LOCAL_HEADER.unpack(packed.read(_LOCAL_HEADER.size))
+    if signature != _LOCAL_HEADER_SIGNATURE:
+        raise zipfile.BadZipFile(f"member {info.filename!r} has no local header")
+    packed.seek(name_length + extra_length, 1)
+    inflater = isal_zlib.decompressobj(-15)
+    left = info.compress_size
+    while left:
+        chunk = packed.read(min(left, _CHUNK))
+        if not chunk:
+            raise EOFError(f"member {info.filename!r} ends early")
+        left -= len(chunk)
+        while chunk:
+            yield inflater.decompress(chunk, _CHUNK)
+            chunk = inflater.unconsumed_tail
+    yield inflater.flush()
 
 
 def unpacked_bytes(members: list[zipfile.ZipInfo]) -> int:
@@ -123,7 +171,7 @@ def safe_extract(
                     done.result()
             if validate is not None:
                 validate(pending)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, isal_zlib.error, struct.error, EOFError) as exc:
             shutil.rmtree(pending, ignore_errors=True)
             raise ArchiveError(f"{archive} is corrupt: {exc}") from exc
         except BaseException:

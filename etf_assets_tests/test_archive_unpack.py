@@ -42,7 +42,10 @@ def test_unpacked_files_are_what_zipfile_reads(tmp_path: Path) -> None:
     assert written == expected
 
 
-def test_a_damaged_member_fails_naming_it_and_keeps_the_old_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["one byte inside the stream", "the stream's first bytes"])
+def test_a_damaged_member_fails_naming_it_and_keeps_the_old_files(
+    tmp_path: Path, damage: str
+) -> None:
     good = write_archive(tmp_path / "good.zip")
     target = tmp_path / "unpacked"
     safe_extract(good, target)
@@ -50,8 +53,10 @@ def test_a_damaged_member_fails_naming_it_and_keeps_the_old_files(tmp_path: Path
         info = zf.getinfo("stocks/BIG.csv")
     data = bytearray(good.read_bytes())
     header_end = info.header_offset + 30 + len(info.filename) + len(info.extra)
-    spot = header_end + info.compress_size // 2  # inside the deflate stream
-    data[spot] ^= 0xFF
+    if damage == "one byte inside the stream":  # the data inflates, to other bytes
+        data[header_end + info.compress_size // 2] ^= 0xFF
+    else:  # no valid deflate block at all
+        data[header_end : header_end + 16] = b"\xff" * 16
     damaged = tmp_path / "damaged.zip"
     damaged.write_bytes(bytes(data))
 

@@ -99,12 +99,17 @@ def _inflate(archive: Path, packed: BinaryIO, info: zipfile.ZipInfo, dst: Binary
     """Unpack a deflated member into `dst` with ISA-L's inflate, about twice as fast as zlib's,
     and check its size and CRC-32 against the zip's directory as zipfile does."""
     size = crc = 0
-    for data in _inflated_chunks(packed, info):
-        size += len(data)
-        if size > info.file_size:
-            break  # the directory understates it: never write more than it declares
-        crc = isal_zlib.crc32(data, crc)
-        dst.write(data)
+    try:
+        for data in _inflated_chunks(packed, info):
+            size += len(data)
+            if size > info.file_size:
+                break  # the directory understates it: never write more than it declares
+            crc = isal_zlib.crc32(data, crc)
+            dst.write(data)
+    except isal_zlib.error as exc:
+        raise ArchiveError(
+            f"{archive} is corrupt: member {info.filename!r} is not valid deflate data ({exc})"
+        ) from exc
     if size != info.file_size or crc != info.CRC:
         raise ArchiveError(
             f"{archive} is corrupt: member {info.filename!r} does not unpack to the "
@@ -171,7 +176,7 @@ def safe_extract(
                     done.result()
             if validate is not None:
                 validate(pending)
-        except (zipfile.BadZipFile, zlib.error, isal_zlib.error, struct.error, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, struct.error, EOFError) as exc:
             shutil.rmtree(pending, ignore_errors=True)
             raise ArchiveError(f"{archive} is corrupt: {exc}") from exc
         except BaseException:

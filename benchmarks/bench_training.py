@@ -164,14 +164,17 @@ def main(argv: list[str] | None = None) -> None:
     plain, fitted = measure("plain sklearn: load + Pipeline.fit", run_plain_sklearn)
     window, _ = measure("fallback load: lag by window query", run_window_load)
     phases = trained["seconds"]
-    other = first.seconds - sum(phases.values())
+    # The store opens (with MLflow's and scikit-learn's imports) beside the load.
+    beside_load = max(phases["load_seconds"], phases["open_store_seconds"])
+    steps = beside_load + phases["fit_evaluate_seconds"] + phases["log_seconds"]
     first = Measurement(
         first.label,
         first.seconds,
         first.peak_mb,
-        f"store {phases['open_store_seconds']:.1f} + load {phases['load_seconds']:.1f} (lag: "
-        f"{trained['lag_source']}) + fit/evaluate {phases['fit_evaluate_seconds']:.1f} + "
-        f"log/register {phases['log_seconds']:.1f} + imports {other:.1f}",
+        f"load {phases['load_seconds']:.1f} (lag: {trained['lag_source']}) beside imports and "
+        f"store {phases['open_store_seconds']:.1f} + fit/evaluate "
+        f"{phases['fit_evaluate_seconds']:.1f} + log/register {phases['log_seconds']:.1f} "
+        f"+ the rest {first.seconds - steps:.1f}",
     )
     plain = Measurement(
         plain.label,

@@ -8,11 +8,9 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -273,28 +271,19 @@ def test_store_locations_run_links_and_redaction() -> None:
     )
 
 
-class CountingWarehouse:
-    """A warehouse without Dagster: connections to a DuckDB file, counted."""
-
-    def __init__(self, database: Path) -> None:
-        self.database = database
-        self.opened = 0
-
-    @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.opened += 1
-        with duckdb.connect(str(self.database)) as con:
-            yield con
-
-
-def test_a_store_that_cannot_be_opened_fails_before_the_warehouse_is_read(tmp_path: Path) -> None:
-    warehouse = CountingWarehouse(
-        write_features_table(tmp_path / "warehouse.duckdb", features_frame(symbols=2, days=40))
+def test_a_store_that_cannot_be_opened_fails_the_training_with_its_own_error(
+    tmp_path: Path,
+) -> None:
+    database = write_features_table(
+        tmp_path / "warehouse.duckdb", features_frame(symbols=2, days=40)
     )
     (tmp_path / "a_file").write_text("")  # no store can be created under a file
-    with pytest.raises(OSError):
-        train_and_register(warehouse, f"sqlite:///{tmp_path}/a_file/mlflow.db")
-    assert warehouse.opened == 0
+    with pytest.raises(OSError) as raised:
+        train_and_register(
+            DuckDBResource(database=str(database)), f"sqlite:///{tmp_path}/a_file/mlflow.db"
+        )
+    assert "a_file" in str(raised.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "warehouse.duckdb"]
 
 
 def holdout_result(scores: dict[str, tuple[float, float, float]]) -> TrainingResult:

@@ -8,10 +8,12 @@ descendants; memory of processes running side by side is not summed, and a daemo
 such as a Postgres server, is not counted), and the tree's CPU seconds with the load average
 around each, because one round on a shared machine can be slowed by others' work.
 
-Then where `make run`'s time went, from the Dagster instance's event log: each run's start -> end,
-each step, the orchestrator's bookkeeping around the steps, the per-partition events, and the wall
-time outside any run. Last, the work both did, and the number of `features_table` partitions next
-to the number of symbols with rows.
+Then the work both did, with the number of `features_table` partitions next to the number of
+symbols with rows; where `make run`'s time went, from the Dagster instance's event log: each run's
+start -> end, each step with the cores the machine kept busy meanwhile (sampled from /proc/stat,
+every process included), the orchestrator's bookkeeping around the steps, the per-partition
+events, and the wall time outside any run. Last, the floor that `make run`'s CPU time sets on its
+wall time on this machine's cores, against the reference, and how long fewer cores were busy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,6 +49,55 @@ NOT_INHERITED = (
 )  # fmt: skip
 
 
+class BusyCores:
+    """How many of the machine's cores are busy (every process, from /proc/stat), sampled every
+    `interval` seconds while the `with` block runs; nothing where /proc/stat does not exist."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []  # (end of the interval, busy cores)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _busy_and_total() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as stat:
+                ticks = [int(v) for v in stat.readline().split()[1:9]]  # without guest time
+        except (OSError, ValueError):
+            return None
+        idle = ticks[3] + ticks[4]  # idle, iowait
+        return sum(ticks) - idle, sum(ticks)
+
+    def _sample(self) -> None:
+        before = self._busy_and_total()
+        while before is not None and not self._stop.wait(self.interval):
+            after = self._busy_and_total()
+            if after is None or after[1] == before[1]:
+                continue
+            share = (after[0] - before[0]) / (after[1] - before[1])
+            self.samples.append((time.time(), share * (os.cpu_count() or 1)))
+            before = after
+
+    def __enter__(self) -> BusyCores:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def average(self, start: float, end: float) -> float | None:
+        """The mean busy cores of the samples taken between `start` and `end` (epoch seconds)."""
+        inside = [cores for at, cores in self.samples if start < at <= end + self.interval]
+        return sum(inside) / len(inside) if inside else None
+
+    def seconds_below(self, cores: float, start: float, end: float) -> float:
+        """Wall seconds between `start` and `end` during which fewer than `cores` were busy."""
+        below = [c for at, c in self.samples if start < at <= end and c < cores]
+        return len(below) * self.interval
+
+
 @dataclass
 class Timed:
     measurement: Measurement
@@ -54,6 +106,7 @@ class Timed:
     stdout: str
     cpu_seconds: float  # user + system of the waited-for tree: what wall time hides on a busy box
     load: tuple[float, float]  # 1-minute load average when it started and when it ended
+    busy: BusyCores
 
 
 def _clean_env(**overrides: str) -> dict[str, str]:
@@ -67,7 +120,7 @@ def run_timed(label: str, command: list[str], env: dict[str, str], stem: Path) -
     out, err, times = (stem.with_suffix(suffix) for suffix in (".out", ".err", ".time"))
     os.sync()  # the previous step's dirty pages are not written back on this step's time
     started, load_before = time.time(), os.getloadavg()[0]
-    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+    with open(out, "wb") as stdout, open(err, "wb") as stderr, BusyCores() as busy:
         process = subprocess.Popen(
             ["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(times), *command],
             cwd=REPO,
@@ -95,6 +148,7 @@ def run_timed(label: str, command: list[str], env: dict[str, str], stem: Path) -
         out.read_text(errors="replace"),
         float(user) + float(system),
         (load_before, os.getloadavg()[0]),
+        busy,
     )
 
 
@@ -287,6 +341,11 @@ def _line(label: str, seconds: float, note: str = "") -> None:
     print(f"  {label:58} {seconds:8.1f}" + (f"  {note}" if note else ""))
 
 
+def _cores(busy: BusyCores, start: float, end: float) -> str:
+    cores = busy.average(start, end)
+    return "" if cores is None else f"{cores:.1f} cores busy"
+
+
 def print_runs(runs: list[RunTimes], make_run: Timed) -> None:
     print("\nmake run's runs, from the Dagster event log (seconds)")
     for run in runs:
@@ -303,14 +362,22 @@ def print_runs(runs: list[RunTimes], make_run: Timed) -> None:
             _line("    run start -> first step start", first - run.start)
             count, first_event, last_event = run.materialized
             for step in run.steps:
-                _line(f"    step {step.key}{step.outcome}", step.end - step.start)
+                _line(
+                    f"    step {step.key}{step.outcome}",
+                    step.end - step.start,
+                    _cores(make_run.busy, step.start, step.end),
+                )
                 # A partitioned step's materializations: its work, then its events.
                 if count > 1 and step.start <= first_event and last_event <= step.end:
                     _line(
                         f"      step start -> first of {count:,} materializations",
                         first_event - step.start,
                     )
-                    _line("      first -> last materialization", last_event - first_event)
+                    _line(
+                        "      first -> last materialization",
+                        last_event - first_event,
+                        _cores(make_run.busy, first_event, last_event),
+                    )
             covered = sum(s.end - s.start for s in run.steps)
             _line("    first step start -> last step end, outside steps", last - first - covered)
             _line("    last step end -> run end", run.end - last)
@@ -330,6 +397,22 @@ def print_runs(runs: list[RunTimes], make_run: Timed) -> None:
     for name, gap, note in zip(names, gaps, [*planning, ""], strict=True):
         _line(name, gap, note)
     _line("total", sum(gaps), f"of {wall:.1f} s wall ({sum(gaps) / wall:.0%})")
+
+
+def print_floor(ours: Timed, reference: Timed) -> None:
+    """What make run's CPU time allows on this machine's cores, and how long it left one idle."""
+    cores = os.cpu_count() or 1
+    floor = ours.cpu_seconds / cores
+    ratio = floor / reference.measurement.seconds
+    print(f"\nmake run's CPU time against the target, on {cores} cores")
+    _line(
+        "make run's CPU seconds / cores: its wall time at best",
+        floor,
+        f"{ratio:.2f}x the reference's wall time",
+    )
+    if ours.busy.samples:
+        below = ours.busy.seconds_below(cores - 0.5, ours.started, ours.ended)
+        _line(f"wall time with fewer than {cores - 0.5:g} cores busy", below)
 
 
 def print_work(make_run_counts: dict, reference_counts: dict, partitions: int) -> None:
@@ -389,6 +472,7 @@ def main(archive: Path | None = None) -> None:
     print(f"  reference's own phases (s): {phases}; the rest is interpreter start and imports")
     print_work(ours_counts, ref_counts, partitions)
     print_runs(runs, ours)
+    print_floor(ours, reference)
     print(f"\n  make run's output: {WORK}/make_run.out and .err; its runs in the UI: "
           f"ETF_DATA_DIR={DATA_DIR} make dev")  # fmt: skip
 

@@ -271,19 +271,17 @@ def test_store_locations_run_links_and_redaction() -> None:
     )
 
 
-def test_a_store_that_cannot_be_opened_fails_the_training_with_its_own_error(
-    tmp_path: Path,
-) -> None:
+def test_a_store_that_cannot_be_opened_fails_the_training_before_the_fit(tmp_path: Path) -> None:
+    # Ten days per symbol: no row has both features, so a fit would fail with its own error.
     database = write_features_table(
-        tmp_path / "warehouse.duckdb", features_frame(symbols=2, days=40)
+        tmp_path / "warehouse.duckdb", features_frame(symbols=2, days=10)
     )
+    warehouse = DuckDBResource(database=str(database))
     (tmp_path / "a_file").write_text("")  # no store can be created under a file
-    with pytest.raises(OSError) as raised:
-        train_and_register(
-            DuckDBResource(database=str(database)), f"sqlite:///{tmp_path}/a_file/mlflow.db"
-        )
-    assert "a_file" in str(raised.value)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "warehouse.duckdb"]
+    with pytest.raises(OSError, match="a_file"):
+        train_and_register(warehouse, f"sqlite:///{tmp_path}/a_file/mlflow.db")
+    with pytest.raises(ValueError, match="no rows with both features"):
+        train_and_register(warehouse, f"sqlite:///{tmp_path}/store/mlflow.db")
 
 
 def holdout_result(scores: dict[str, tuple[float, float, float]]) -> TrainingResult:

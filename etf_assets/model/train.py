@@ -12,20 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 import duckdb
 
 from etf_assets.cluster.tasks import Cluster
 from etf_assets.constants import MODEL_ALIAS, MODEL_NAME
+from etf_assets.model import tracking
+from etf_assets.model.evaluation import TrainingResult
 from etf_assets.model.fit import fit_and_evaluate
 from etf_assets.model.frame import load_training_frame, profile_features
 from etf_assets.storage.disk_space import MODEL_RUN_BYTES, SpaceNeed, require_space
-
-if TYPE_CHECKING:
-    from etf_assets.model import tracking
-    from etf_assets.model.evaluation import TrainingResult
 
 
 class WarehouseAccess(Protocol):
@@ -55,11 +53,11 @@ def train_and_register(
 ) -> ModelTraining:
     """Load the features, fit and evaluate, log the run, register the model, move the alias.
 
-    The MLflow store opens while the rows load and the models fit (on first use its tables are
-    created); a store that cannot be opened fails the run before anything is logged. A local
-    store's disk must have room for a run first. The warehouse connection is closed as soon as
-    the rows are in memory. If logging fails (a full disk), the run's artifacts and model version
-    are removed, the run is marked failed and `champion` stays where it was.
+    The MLflow store opens while the rows load (on first use its tables are created); a store
+    that cannot be opened fails the run before the fit. A local store's disk must have room for
+    a run first. The warehouse connection is closed as soon as the rows are in memory. If logging
+    fails (a full disk), the run's artifacts and model version are removed, the run is marked
+    failed and `champion` stays where it was.
 
     Args:
         warehouse: where `features_table` is.
@@ -75,9 +73,10 @@ def train_and_register(
     start_time_ms = time.time() * 1000
     if (store := local_store_folder(tracking_uri)) is not None:
         require_space([SpaceNeed(store, MODEL_RUN_BYTES, "an MLflow run and its model")])
-    # Importing MLflow and opening the store (a new store builds its schema) is Python work;
-    # loading and fitting are mostly DuckDB's and numpy's, which release the GIL. So the store
-    # opens in a second thread meanwhile.
+    # Opening the store (a new store builds its schema) is Python and SQLite work, loading the
+    # rows DuckDB's and numpy's: the store opens in a second thread meanwhile. Only then does the
+    # fit start, so that a store that cannot be opened fails the run first, and scikit-learn
+    # never sees a module the other thread is still importing.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-store") as pool:
         opening = pool.submit(_open_store, tracking_uri)
         start = time.perf_counter()
@@ -85,23 +84,23 @@ def train_and_register(
             profile = profile_features(con)
             frame = load_training_frame(con, profile) if cluster is None else None
         seconds["load_seconds"] = time.perf_counter() - start
-        start = time.perf_counter()
-        if frame is not None:
-            log.info(
-                f"loaded {frame.rows:,} model rows of {profile.rows:,} in "
-                f"{seconds['load_seconds']:.1f} s (lag from {frame.lag_source})"
-            )
-            result = fit_and_evaluate(frame)
-            del frame
-        else:
-            from etf_assets.model.sharded_fit import fit_and_evaluate_on_cluster
-
-            files = sorted(str(path) for path in features_stage.glob("*.parquet"))
-            result = fit_and_evaluate_on_cluster(cluster, files)
-        seconds["fit_evaluate_seconds"] = time.perf_counter() - start
-        log.info(f"fitted and evaluated in {seconds['fit_evaluate_seconds']:.1f} s")
         experiment_id, seconds["open_store_seconds"] = opening.result()
-    from etf_assets.model import tracking
+
+    start = time.perf_counter()
+    if frame is not None:
+        log.info(
+            f"loaded {frame.rows:,} model rows of {profile.rows:,} in "
+            f"{seconds['load_seconds']:.1f} s (lag from {frame.lag_source})"
+        )
+        result = fit_and_evaluate(frame)
+        del frame
+    else:
+        from etf_assets.model.sharded_fit import fit_and_evaluate_on_cluster
+
+        files = sorted(str(path) for path in features_stage.glob("*.parquet"))
+        result = fit_and_evaluate_on_cluster(cluster, files)
+    seconds["fit_evaluate_seconds"] = time.perf_counter() - start
+    log.info(f"fitted and evaluated in {seconds['fit_evaluate_seconds']:.1f} s")
 
     start = time.perf_counter()
     champion = _champion_version(tracking_uri)
@@ -129,11 +128,8 @@ def train_and_register(
 
 
 def _open_store(tracking_uri: str) -> tuple[str, float]:
-    """The experiment's id in the store, with the seconds it took to import MLflow and open the
-    store."""
+    """The experiment's id in the store, with the seconds it took to open the store."""
     start = time.perf_counter()
-    from etf_assets.model import tracking
-
     return tracking.open_experiment(tracking_uri), time.perf_counter() - start
 
 

@@ -1,8 +1,10 @@
 """Behaviour under failure, with the real CLI in separate processes: a run killed with SIGKILL
-in the middle of price_volume_table, and two runs writing the warehouse at once."""
+in the middle of price_volume_table, a run whose raw/ another process is writing, and two runs
+writing the warehouse at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ import duckdb
 import pytest
 
 from etf_assets.ingest.sample_archive import SampleSpec, generate_folder
+from etf_assets.storage.atomic_dir import exclusive
 from etf_assets_tests.conftest import REPO, write_instance_config
 from etf_assets_tests.oracle import read_expected
 
@@ -32,9 +35,9 @@ def cli_env(data_dir: Path, source: Path, pg_url: str) -> dict[str, str]:
     }
 
 
-def start_materialize(env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_materialize(env: dict[str, str], log: Path, select: str = SELECT) -> subprocess.Popen:
     return subprocess.Popen(
-        [DAGSTER, "asset", "materialize", "-m", "etf_assets", "--select", SELECT],
+        [DAGSTER, "asset", "materialize", "-m", "etf_assets", "--select", select],
         cwd=REPO,
         env=env,
         stdout=open(log, "wb"),
@@ -96,6 +99,23 @@ def test_sigkill_mid_load_keeps_previous_tables_and_stage(
     again = start_materialize(cli_env(data_dir, big, instance_pg_url), tmp_path / "again.log")
     assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
     assert len(table_rows(data_dir)) == len(read_expected(big).rows)
+
+
+def test_raw_zip_waits_while_another_process_writes_raw(
+    archives, tmp_path: Path, instance_pg_url: str
+) -> None:
+    small, _ = archives
+    data_dir = tmp_path / "data"
+    log = tmp_path / "run.log"
+    # As another run's raw_zip does: it holds raw/ while it fetches and writes the manifest.
+    with exclusive(data_dir / "raw"):
+        run = start_materialize(cli_env(data_dir, small, instance_pg_url), log, "raw_zip")
+        wait_for(log, "is writing .*raw: waiting for it to finish", run)
+        time.sleep(1)
+        assert run.poll() is None
+        assert not (data_dir / "raw" / "manifest.json").exists()
+    assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert json.loads((data_dir / "raw" / "manifest.json").read_text())["root"] == str(small)
 
 
 def test_two_runs_writing_at_once_do_not_corrupt_the_warehouse(

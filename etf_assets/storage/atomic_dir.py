@@ -6,7 +6,7 @@ import contextlib
 import fcntl
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -28,12 +28,18 @@ def remove_leftovers(target: Path) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(target: Path) -> Iterator[None]:
-    """Hold a lock that makes replacing `target` one process at a time. The lock file is empty
-    and the lock goes with the process that held it, however it ended."""
+def exclusive(target: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold a lock that makes replacing `target` one process at a time; `on_wait` is called
+    first when another process holds it. The lock file is empty and the lock goes with the
+    process that held it, however it ended."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 

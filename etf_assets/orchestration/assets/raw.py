@@ -10,6 +10,7 @@ from etf_assets.ingest.sources import KaggleError, fetch_dataset
 from etf_assets.ingest.symbols_meta import MetaFileError
 from etf_assets.orchestration.disk_guard import failing_clearly_on_full_disk
 from etf_assets.orchestration.resources import EtfSettings
+from etf_assets.storage.atomic_dir import exclusive
 from etf_assets.storage.disk_space import disk_full_error, require_space
 
 
@@ -21,12 +22,20 @@ def raw_zip(context: dg.AssetExecutionContext, settings: EtfSettings) -> dg.Mate
     unpacked folder, `sample` (a generated, deterministic ~50-symbol archive), or `auto` (Kaggle
     when credentials exist, else the sample). A corrupt or unsafe archive, or one without a valid
     `symbols_valid_meta.csv`, fails here and changes nothing downstream; so does an archive that
-    the disk has no room to unpack and load (checked before anything is written).
+    the disk has no room to unpack and load (checked before anything is written). Another run's
+    `raw_zip` on the same data folder is waited for.
     """
-    with failing_clearly_on_full_disk(
-        "unpacking the archive",
-        [settings.raw_dir],
-        "The dataset of the last successful raw_zip and every table are as they were",
+
+    def waiting() -> None:
+        context.log.info(f"another run is writing {settings.raw_dir}: waiting for it to finish")
+
+    with (
+        failing_clearly_on_full_disk(
+            "unpacking the archive",
+            [settings.raw_dir],
+            "The dataset of the last successful raw_zip and every table are as they were",
+        ),
+        exclusive(settings.raw_dir, on_wait=waiting),
     ):
         for phase in ingest_space_phases(
             settings.source,

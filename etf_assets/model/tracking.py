@@ -18,6 +18,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from etf_assets.constants import EXPERIMENT_NAME, FEATURE_COLUMNS, MODEL_ALIAS, MODEL_NAME
 from etf_assets.locations import using_tracking_uri
+from etf_assets.model.empty_store import build_store, default_template_dir
 from etf_assets.model.evaluation import TrainingResult
 from etf_assets.model.plots import plot_predicted_vs_actual, plot_residuals
 from etf_assets.model.report import describe_run
@@ -89,21 +90,20 @@ def artifact_location(tracking_uri: str) -> str | None:
     return (database.parent / ARTIFACTS_DIR).resolve().as_uri()
 
 
-def create_store(tracking_uri: str) -> bool:
+def create_store(tracking_uri: str, template_dir: Path | None = None) -> bool:
     """Create the sqlite store `tracking_uri` names, if it does not exist yet, with its artifact
     root next to it; True when it was created.
 
     MLflow creates a missing store on first use, and gives its Default experiment the artifact
     location `./mlruns/0` of whatever the working directory is; created here, the Default
     experiment's artifacts go to `<dir>/mlartifacts/0`, next to the database like every other.
+    The store is a copy of an empty one kept in `template_dir` (default: beside the installed
+    packages, see `empty_store`), which spares the migrations that build a schema.
     """
     database = _sqlite_database(tracking_uri)
     if database is None or (database.exists() and database.stat().st_size > 0):
         return False
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    store = SqlAlchemyStore(tracking_uri, artifact_location(tracking_uri))
-    store.engine.dispose()
+    build_store(database, artifact_location(tracking_uri), template_dir or default_template_dir())
     return True
 
 

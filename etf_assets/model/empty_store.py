@@ -98,13 +98,16 @@ def _keep_template(database: Path, template: Path) -> None:
 
 
 def main() -> None:
-    """Build the empty store for the installed MLflow unless it is there."""
+    """Build the empty store for the installed MLflow unless it is there; a folder that cannot
+    be written is said, not failed: each new store is then built by MLflow."""
     template_dir = default_template_dir()
     if template_path(template_dir).is_file():
         return
     scratch = template_dir / f".build-{uuid.uuid4().hex[:8]}"
     try:
         build_store(scratch / "mlflow.db", (scratch / "mlartifacts").as_uri(), template_dir)
+    except OSError as exc:
+        sys.stderr.write(f"no empty MLflow store kept in {template_dir}: {exc}\n")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

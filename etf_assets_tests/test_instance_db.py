@@ -219,9 +219,11 @@ def test_make_run_starts_a_killed_server_again(server_home: Path, archives) -> N
 def test_a_stopped_server_left_unreaped_counts_as_stopped() -> None:
     """The detached server's parent is init, which in some containers reaps late or never: a
     server that has exited (a zombie) must not hold `make run` until the stop's timeout."""
-    # The stand-in server ends on SIGINT even where the test's own parent ignores it.
+    # The stand-in server ends on SIGINT even where the test's own parent ignores it (a child
+    # inherits an ignored SIGINT), and says so only then: a signal sent before would be ignored.
     server_code = (
-        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "print('ready', flush=True); time.sleep(60)"
     )
     parent_code = (  # starts the server, says its pid, and never reaps it
         "import subprocess, sys, time; "
@@ -232,7 +234,10 @@ def test_a_stopped_server_left_unreaped_counts_as_stopped() -> None:
         [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True
     )
     try:
-        server = psutil.Process(int(parent.stdout.readline()))
+        # The parent's pid line and the server's "ready" share the pipe, in either order.
+        lines = {parent.stdout.readline().strip() for _ in range(2)}
+        assert "ready" in lines, lines
+        server = psutil.Process(int(next(line for line in lines if line != "ready")))
         started = time.monotonic()
         instance_db._shut_down(server.pid, timeout=20.0)  # noqa: SLF001
         assert time.monotonic() - started < 10.0

@@ -36,9 +36,11 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	cp deploy/dagster.yaml $@
 
 # ingest_job, features_job over every symbol, train_job: each as `dagster job execute` runs it,
-# in one process (etf_assets/orchestration/run_pipeline.py).
+# in one process (etf_assets/orchestration/run_pipeline.py), which starts the instance's
+# database itself while it imports (make_run.py); the shell stops it, as WITH_INSTANCE_DB does.
 run: install $(DAGSTER_HOME)/dagster.yaml
-	@$(WITH_INSTANCE_DB) $(BIN)/python -m etf_assets.orchestration.run_pipeline
+	@trap '$(INSTANCE_DB) stop --holder $$$$' EXIT; \
+		$(BIN)/python -m etf_assets.orchestration.make_run --holder $$$$
 
 test: install
 	$(BIN)/pytest

@@ -189,20 +189,19 @@ def test_server_killed_mid_run(server_home: Path, archives) -> None:
     assert statuses.count(dg.DagsterRunStatus.FAILURE) == 1
 
 
-def test_make_run_starts_a_killed_server_again(server_home: Path, archives) -> None:
-    instance_db.start(home=server_home)
-    kill_server(server_home)  # its pid file stays behind, as after a crash
+def make_run(home: Path, source: Path) -> subprocess.CompletedProcess:
+    """`make run` on `home`'s data folder, with the bundled server (no DAGSTER_PG_URL)."""
     env = {
         **os.environ,
-        "ETF_DATA_DIR": str(server_home.parent),
-        "DAGSTER_HOME": str(server_home),
-        "ETF_SOURCE": str(archives["small"]),
+        "ETF_DATA_DIR": str(home.parent),
+        "DAGSTER_HOME": str(home),
+        "ETF_SOURCE": str(source),
     }
     for name in (instance_db.PG_URL_ENV, "MLFLOW_TRACKING_URI"):
         env.pop(name, None)
     # `-o .venv/.installed`: the recipe of `make run` as it is, without reinstalling the
     # virtualenv when setup.py is newer (that needs the network).
-    done = subprocess.run(
+    return subprocess.run(
         ["make", "-o", ".venv/.installed", "run"],
         cwd=REPO,
         env=env,
@@ -210,10 +209,29 @@ def test_make_run_starts_a_killed_server_again(server_home: Path, archives) -> N
         text=True,
         timeout=600,
     )
+
+
+def test_make_run_starts_a_killed_server_again(server_home: Path, archives) -> None:
+    instance_db.start(home=server_home)
+    kill_server(server_home)  # its pid file stays behind, as after a crash
+    done = make_run(server_home, archives["small"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"Results under {server_home.parent}" in done.stdout
     # make run stopped the server it started when it ended.
     assert instance_db._running_pid(instance_db.pgdata_dir(server_home)) is None
+
+
+def test_make_run_says_why_when_the_server_cannot_start(server_home: Path, archives) -> None:
+    pgdata = instance_db.pgdata_dir(server_home)
+    instance_db.start(home=server_home)
+    instance_db.stop(home=server_home)
+    (pgdata / "PG_VERSION").write_text("7\n")  # files of a server this one cannot read
+    done = make_run(server_home, archives["small"])
+    assert done.returncode != 0
+    assert f"error: The Dagster instance's Postgres in {pgdata} did not start" in done.stderr
+    assert f"its log is {pgdata / 'log'}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (server_home.parent / "warehouse.duckdb").exists()  # no run began
 
 
 def test_a_stopped_server_left_unreaped_counts_as_stopped() -> None:

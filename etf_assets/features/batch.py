@@ -116,15 +116,40 @@ def registered(con: duckdb.DuckDBPyConnection, batch: FeatureBatch) -> Iterator[
             con.unregister("feature_batch_symbols")
 
 
+class StageFileWriter:
+    """Writes batches to stage files, one after the other, on an in-memory DuckDB of its own
+    (locally it runs beside the inserts).
+
+    One database serves every file of a run: a new one per file started its threads and faulted
+    in its memory afresh each time (benchmarks/README.md). Use it from one thread at a time;
+    `close` (or the `with` block's end) frees it.
+    """
+
+    def __init__(self) -> None:
+        self._con = duckdb.connect()
+
+    def write(self, batch: FeatureBatch, path: Path) -> None:
+        with registered(self._con, batch):
+            copy_stage_rows(
+                self._con,
+                "feature_batch_rows",
+                "feature_batch_symbols",
+                "symbol_number",
+                path,
+                FEATURE_COLUMNS,
+            )
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> StageFileWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def write_stage_file(batch: FeatureBatch, path: Path) -> None:
-    """Write one batch to the stage file `path`, on a connection of its own (locally it runs
-    beside the inserts)."""
-    with duckdb.connect() as con, registered(con, batch):
-        copy_stage_rows(
-            con,
-            "feature_batch_rows",
-            "feature_batch_symbols",
-            "symbol_number",
-            path,
-            FEATURE_COLUMNS,
-        )
+    """Write one batch to the stage file `path` (a cluster task writes one file)."""
+    with StageFileWriter() as writer:
+        writer.write(batch, path)

@@ -17,7 +17,7 @@ import duckdb
 from etf_assets.cluster.tasks import Cluster
 from etf_assets.constants import FEATURE_COLUMNS, FEATURES_TABLE
 from etf_assets.features import sql
-from etf_assets.features.batch import compute_features, registered, write_stage_file
+from etf_assets.features.batch import StageFileWriter, compute_features, registered
 from etf_assets.features.buckets import insert_buckets
 from etf_assets.storage.disk_space import (
     FEATURES_STAGE_BYTES_PER_ROW,
@@ -263,6 +263,7 @@ def _insert_and_stage(
     with (
         rows_in_any_order(con),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as computer,
+        StageFileWriter() as stage_files,  # closed once the writer's thread has finished
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-2") as writer,
         con.cursor() as reader,
     ):
@@ -280,7 +281,7 @@ def _insert_and_stage(
                     con.execute(sql.load("insert_feature_batch"))
                 if stage_write is not None:
                     stage_write.result()  # one stage file in flight keeps memory bounded
-                stage_write = writer.submit(write_stage_file, batch, stage.new_file())
+                stage_write = writer.submit(stage_files.write, batch, stage.new_file())
                 rows += batch.rows.num_rows
                 with_features += batch.rows.num_rows - batch.rows[FEATURE_COLUMNS[0]].null_count
                 log.info(

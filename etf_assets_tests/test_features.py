@@ -102,7 +102,8 @@ def test_hand_computed_windows(tmp_path: Path, pipeline_factory, method: str) ->
 def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory, method) -> None:
     pipeline = pipeline_factory(excerpt_dir)
     assert pipeline.ingest().success
-    result = pipeline.features(run_config=features_config(method=method))
+    # Small batches: stage 2 is several files, written one after the other by one writer.
+    result = pipeline.features(run_config=features_config(method=method, batch_rows=4_000))
     assert result.success
     # One run, one step execution, one materialization per symbol partition.
     keys = pipeline.instance.get_dynamic_partitions("symbols")
@@ -114,6 +115,7 @@ def test_real_excerpt_matches_pandas_rolling(excerpt_dir: Path, pipeline_factory
     assert symbols == set(pipeline.instance.get_dynamic_partitions("symbols"))
     # Stage 2 holds the same rows with the problem statement's names and types.
     stage = pipeline.settings.features_stage
+    assert len(list(stage.rglob("*.parquet"))) >= 4
     for path in stage.rglob("*.parquet"):
         schema = pq.read_schema(path)
         assert [(field.name, field.type) for field in schema] == [
